@@ -1,0 +1,121 @@
+"""Self-contained safetensors checkpoints: resolve, save atomically, load strictly.
+
+A checkpoint directory holds ``config.json`` (the model config, encoders' own configs
+included), ``model.safetensors`` (every weight) and the processor folders. Pickle
+weights are never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md", "*/*.json", "*/*.txt", "*/*.model"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(OSError):
+    """A checkpoint cannot be found, downloaded or read; the message says how to fix it."""
+
+
+def resolve(name_or_path: str | Path, *, revision: str | None = None, **hub_kwargs: object) -> Path:
+    """Local directory of a checkpoint: the path itself, or a Hub snapshot (safe files only).
+
+    Raises:
+        CheckpointError: missing directory, unreachable Hub with no cached copy, or no repo.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise CheckpointError(f"checkpoint not found: {name!r} is neither a checkpoint directory nor a Hub "
+                              "repo id of the form 'org/name'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, revision=revision, allow_patterns=ALLOW_PATTERNS, **hub_kwargs))
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"no model repo {name!r} on the Hub (or it is private: log in with `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"cannot load {name!r}@{revision or 'main'}: the Hub is unreachable (offline) and there is no cached "
+            f"copy. Fix: connect once so it is cached, run `hf download {name}` and pass the local folder, or "
+            "pass a local checkpoint directory."
+        ) from None
+    except (HfHubHTTPError, OSError) as err:
+        raise CheckpointError(f"cannot download {name!r}@{revision or 'main'}: {err}") from None
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """Reads ``model.safetensors``, refusing pickles and explaining corrupt files."""
+    weights = directory / WEIGHTS_NAME
+    if not weights.exists():
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(f"{directory} has pickle weights ({', '.join(pickles)}) and no {WEIGHTS_NAME}: "
+                                  "pickle files can run code when loaded and are refused; convert them to safetensors")
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights} is truncated or not a safetensors file ({err}); re-download or re-save it") from None
+
+
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Loads ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" … (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise CheckpointError(f"weights in {source} do not match the model built from its config.json: "
+                              + "; ".join(problems))
+    model.load_state_dict(state, strict=True)  # copies cast stored fp16 back to the compute dtype
+
+
+def write_directory(directory: Path, writer) -> None:
+    """Runs ``writer(staging_dir)`` then moves each file into ``directory`` atomically.
+
+    An interrupted save never leaves a half-written file in ``directory``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
+    try:
+        writer(staging)
+        for src in sorted(staging.rglob("*"), key=lambda p: (p.name == CONFIG_NAME, str(p))):
+            if src.is_file():
+                dst = directory / src.relative_to(staging)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None = None) -> None:
+    """Writes every parameter and buffer as safetensors (shared tensors stored once per key)."""
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu")
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        state[k] = v.clone().contiguous()
+    save_file(state, str(path), metadata={"format": "pt"})

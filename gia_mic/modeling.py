@@ -1,0 +1,338 @@
+"""GIA-MIC: encoders, feature extractors, GIA, MIG, MIC loss and classifier (``SPEC.md``).
+
+The model knows nothing of files beyond its own checkpoint format (``checkpoint.py``),
+nothing of training loops and nothing of the web.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import ModelHubMixin
+from torch import nn
+
+from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
+from gia_mic.encoders import EncoderOutput, build_encoder, encoder_config_dict
+from gia_mic.modules import (
+    FeatureExtractorLayer,
+    GatedInteractiveAttention,
+    ModalityInvariantGenerator,
+    downsample_mask,
+    masked_mean,
+    symmetric_kl,
+)
+
+logger = logging.getLogger(__name__)
+
+PAIRS: tuple[tuple[str, str], ...] = (("video", "audio"), ("audio", "text"), ("text", "video"))
+DIRECTIONS: tuple[tuple[str, str], ...] = tuple(d for a, b in PAIRS for d in ((a, b), (b, a)))
+
+
+def direction_name(a: str, b: str) -> str:
+    """Name of the GIA direction A <- B, e.g. ``"video<-audio"``."""
+    return f"{a}<-{b}"
+
+
+@dataclass
+class GiaMicOutput:
+    """Everything one forward pass produces.
+
+    Attributes:
+        logits: ``(B, C)``.
+        loss: ``CE + gamma * L_MIR`` when labels were given.
+        ce_loss: Cross-entropy part.
+        mir_loss: ``L_MIR`` (unweighted sum of the valid symmetric-KL pairs).
+        gates: Six gate tensors ``G_{A,B}``, keyed ``"A<-B"``, each ``(B, L_A, D)``.
+        msr: ``H_M^MSR`` per modality, ``(B, L_M, D)``.
+        mir: ``H_M^MIR`` per modality, ``(B, L', D)`` (empty when MIR is ablated).
+        masks: Token masks per modality ``(B, L_M)``; ``"mir"`` is the ``(B, L')`` MIR mask.
+        modality_mask: ``(B, 3)`` presence flags actually used (video, audio, text).
+    """
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    ce_loss: torch.Tensor | None = None
+    mir_loss: torch.Tensor | None = None
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)
+    msr: dict[str, torch.Tensor] = field(default_factory=dict)
+    mir: dict[str, torch.Tensor] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    modality_mask: torch.Tensor | None = None
+
+
+class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mic",
+                                  tags=["emotion-recognition", "multimodal", "arxiv:2506.00865"],
+                                  repo_url="https://github.com/gia-mic/gia-mic"):
+    """The full model. Build with ``from_config`` (pretrained encoders) or load a checkpoint.
+
+    Args:
+        config: The model config. Encoders are built from ``config.encoder_configs`` when a
+            modality's config is carried there, otherwise loaded by id/path.
+    """
+
+    def __init__(self, config: GiaMicConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.encoders = nn.ModuleDict({
+            m: build_encoder(m, *config.encoder_source(m), config.encoder_configs.get(m))
+            for m in config.modalities
+        })
+        for m, enc in self.encoders.items():
+            config.encoder_configs[m] = encoder_config_dict(enc)
+        self.projections = nn.ModuleDict({
+            m: nn.Identity() if enc.width == d else nn.Linear(enc.width, d) for m, enc in self.encoders.items()
+        })
+        self.placeholders = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)  # (3, D)
+        layer = dict(dim=d, heads=config.num_heads, dropout=config.dropout)
+        self.feature_extractors = nn.ModuleDict({
+            m: FeatureExtractorLayer(mult=config.ffn_multiplier, **layer) for m in MODALITIES
+        })
+        if config.use_msr:
+            self.gia = nn.ModuleDict({
+                direction_name(a, b): GatedInteractiveAttention(pool_kernel=config.gate_pool_kernel, **layer)
+                for a, b in DIRECTIONS
+            })
+        if config.use_mir:
+            mig = dict(kernel=config.mig_kernel, stride=config.mig_stride, **layer)
+            if config.mig_shared_weights:
+                shared = ModalityInvariantGenerator(**mig)
+                self.mig = nn.ModuleDict({m: shared for m in MODALITIES})
+            else:
+                self.mig = nn.ModuleDict({m: ModalityInvariantGenerator(**mig) for m in MODALITIES})
+        n_pooled = 6 if config.use_mir else 3
+        self.classifier = nn.Sequential(
+            nn.Linear(n_pooled * d, d), nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(d, config.num_labels)
+        )
+        self._apply_freezing()
+
+    # ------------------------------------------------------------------ setup
+    def _apply_freezing(self) -> None:
+        for m, enc in self.encoders.items():
+            frozen = getattr(self.config, f"freeze_{m}_encoder")
+            for p in enc.parameters():
+                p.requires_grad = not frozen
+            if m == "audio":
+                enc.freeze_feature_encoder()
+
+    def frozen_modalities(self) -> tuple[str, ...]:
+        """Modalities whose encoder is frozen (their outputs can be cached)."""
+        return tuple(m for m in self.encoders if getattr(self.config, f"freeze_{m}_encoder"))
+
+    def train(self, mode: bool = True) -> GiaMicForEmotionRecognition:
+        """Like ``nn.Module.train``, but frozen encoders always stay in eval mode."""
+        super().train(mode)
+        for m in self.frozen_modalities():
+            self.encoders[m].eval()
+        return self
+
+    # ------------------------------------------------------------------ encoders
+    def encode(self, *, pixel_values: torch.Tensor | None = None, audio_values: torch.Tensor | None = None,
+               audio_attention_mask: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+               text_attention_mask: torch.Tensor | None = None, **_: object) -> dict[str, EncoderOutput]:
+        """Runs the pretrained encoders on whichever inputs are given.
+
+        Returns:
+            Raw encoder outputs per modality present in the inputs (before projection).
+        """
+        out: dict[str, EncoderOutput] = {}
+        if pixel_values is not None and "video" in self.encoders:
+            out["video"] = self.encoders["video"](pixel_values)
+        if audio_values is not None and "audio" in self.encoders:
+            assert audio_attention_mask is not None, "audio_values needs audio_attention_mask"
+            out["audio"] = self.encoders["audio"](audio_values, audio_attention_mask)
+        if input_ids is not None and "text" in self.encoders:
+            assert text_attention_mask is not None, "input_ids needs text_attention_mask"
+            out["text"] = self.encoders["text"](input_ids, text_attention_mask)
+        return out
+
+    # ------------------------------------------------------------------ fusion
+    def _tokens(self, encoded: dict[str, EncoderOutput], present: torch.Tensor,
+                batch: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Projects to D and puts the learned placeholder where a modality is absent."""
+        tokens, masks = {}, {}
+        ref = self.placeholders
+        for i, m in enumerate(MODALITIES):
+            if m in encoded:
+                x = self.projections[m](encoded[m].features.to(ref.dtype))  # (B, L, D)
+                mask = encoded[m].mask & present[:, i : i + 1]  # (B, L)
+            else:
+                x = ref.new_zeros(batch, 1, ref.shape[1])  # (B, 1, D)
+                mask = torch.zeros(batch, 1, dtype=torch.bool, device=ref.device)
+            absent = ~mask.any(dim=1)  # (B,)
+            x = x.clone()
+            x[:, 0] = torch.where(absent[:, None], ref[i].expand(batch, -1), x[:, 0])
+            tokens[m], masks[m] = x, mask
+        return tokens, masks
+
+    def _drop_modalities(self, present: torch.Tensor) -> torch.Tensor:
+        """Training-time modality dropout; every sample keeps at least one present modality."""
+        p = self.config.modality_dropout
+        if not self.training or p <= 0:
+            return present
+        keep = present & (torch.rand(present.shape, device=present.device) >= p)  # (B, 3)
+        empty = ~keep.any(dim=1) & present.any(dim=1)
+        if empty.any():
+            scores = torch.rand(present.shape, device=present.device).masked_fill(~present, -1.0)
+            rescue = F.one_hot(scores.argmax(dim=1), len(MODALITIES)).bool()  # (B, 3)
+            keep = keep | (rescue & empty[:, None])
+        return keep
+
+    def fuse(self, encoded: dict[str, EncoderOutput], *, modality_mask: torch.Tensor | None = None,
+             modalities: object = None, labels: torch.Tensor | None = None) -> GiaMicOutput:
+        """Runs everything after the encoders: FE, GIA (MSR), MIG (MIR), classifier, loss.
+
+        Args:
+            encoded: Raw encoder outputs (``encode``), any subset of modalities.
+            modality_mask: ``(B, 3)`` presence flags (video, audio, text); default: present
+                wherever ``encoded`` has the modality.
+            modalities: Optional subset of modalities to use (others are treated as absent).
+            labels: ``(B,)`` class indices; when given the loss is computed.
+        """
+        assert encoded, "fuse() needs at least one encoded modality"
+        any_out = next(iter(encoded.values()))
+        batch, device = any_out.features.shape[0], any_out.features.device
+        if modality_mask is None:
+            modality_mask = torch.ones(batch, len(MODALITIES), dtype=torch.bool, device=device)
+        use = torch.tensor([m in encoded and m in normalize_modalities(modalities) for m in MODALITIES], device=device)
+        present = self._drop_modalities(modality_mask.to(device).bool() & use)  # (B, 3)
+        tokens, masks = self._tokens(encoded, present, batch)
+        h = {m: self.feature_extractors[m](tokens[m], masks[m]) for m in MODALITIES}  # (B, L_M, D) each
+        msr, gates = self._msr(h, masks)
+        mir, mir_mask = self._mir(h, msr, masks) if self.config.use_mir else ({}, None)
+        pooled = [masked_mean(msr[m], masks[m]) for m in MODALITIES]
+        if mir:
+            pooled += [masked_mean(mir[m], mir_mask) for m in MODALITIES]
+        logits = self.classifier(torch.cat(pooled, dim=-1))  # (B, C)
+        out = GiaMicOutput(logits=logits, gates=gates, msr=msr, mir=mir,
+                           masks={**masks, **({"mir": mir_mask} if mir else {})}, modality_mask=present)
+        if labels is not None:
+            self._loss(out, labels, present)
+        return out
+
+    def _msr(self, h: dict[str, torch.Tensor],
+             masks: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Spec §3: H_A^MSR = sum over B != A of G * H_{A->B} + (1 - G) * H_A."""
+        if not self.config.use_msr:
+            return dict(h), {}
+        parts: dict[str, list[torch.Tensor]] = {m: [] for m in MODALITIES}
+        gates = {}
+        for a, b in DIRECTIONS:
+            name = direction_name(a, b)
+            fused, gates[name] = self.gia[name](h[a], masks[a], h[b], masks[b])  # (B, L_A, D)
+            parts[a].append(fused)
+        return {m: parts[m][0] + parts[m][1] for m in MODALITIES}, gates
+
+    def _mir(self, h: dict[str, torch.Tensor], msr: dict[str, torch.Tensor],
+             masks: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Spec §4 on H_VST, packed so each sample's real tokens come first (padding-invariant)."""
+        h_vst = torch.cat([h[m] for m in MODALITIES], dim=1)  # (B, L_V+L_S+L_T, D)
+        mask_vst = torch.cat([masks[m] for m in MODALITIES], dim=1)  # (B, L_VST)
+        order = torch.argsort((~mask_vst).to(torch.int8), dim=1, stable=True)  # real tokens first
+        h_vst = torch.gather(h_vst, 1, order[..., None].expand_as(h_vst))
+        mask_vst = torch.gather(mask_vst, 1, order)
+        mir = {m: self.mig[m](h_vst, mask_vst, msr[m], masks[m]) for m in MODALITIES}  # (B, L', D)
+        return mir, downsample_mask(mask_vst, self.config.mig_stride)
+
+    def _loss(self, out: GiaMicOutput, labels: torch.Tensor, present: torch.Tensor) -> None:
+        """Spec §5-6: CE + gamma * L_MIR, MIC pairs skipped where a modality is absent."""
+        out.ce_loss = F.cross_entropy(out.logits.float(), labels)
+        mir_loss = out.logits.new_zeros((), dtype=torch.float32)
+        if out.mir:
+            index = {m: i for i, m in enumerate(MODALITIES)}
+            for p, q in PAIRS:
+                both = present[:, index[p]] & present[:, index[q]]  # (B,)
+                mir_loss = mir_loss + symmetric_kl(out.mir[p], out.mir[q], out.masks["mir"] & both[:, None])
+        out.mir_loss = mir_loss
+        out.loss = out.ce_loss + self.config.mic_weight * mir_loss
+
+    def forward(self, *, modality_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                modalities: object = None, **inputs: torch.Tensor | None) -> GiaMicOutput:
+        """Encoders then fusion; ``inputs`` are the processor's outputs."""
+        encoded = self.encode(**inputs)
+        if not encoded:
+            raise ValueError("no input for any modality the model was trained with "
+                             f"({', '.join(self.config.modalities)})")
+        return self.fuse(encoded, modality_mask=modality_mask, modalities=modalities, labels=labels)
+
+    # ------------------------------------------------------------------ checkpoints (the Hub contract)
+    processor = None  # the GiaMicProcessor saved beside the weights
+
+    @classmethod
+    def from_config(cls, config: GiaMicConfig) -> GiaMicForEmotionRecognition:
+        """A fresh model: pretrained encoders by id/path (or carried configs), new fusion weights."""
+        from gia_mic.processing import GiaMicProcessor
+
+        model = cls(config)
+        model.processor = GiaMicProcessor.from_config(config)
+        return model
+
+    def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None,
+                        config: object = None, repo_id: str | None = None, push_to_hub: bool = False,
+                        model_card_kwargs: dict | None = None, **push_to_hub_kwargs: object) -> str | None:
+        """Writes ``config.json``, ``model.safetensors`` and the processor folders atomically.
+
+        Args:
+            save_directory: Target folder (created if needed).
+            dtype: Optional storage dtype for floating weights (e.g. ``torch.float16``);
+                loading restores the compute dtype.
+            config: Ignored (the model's own config is always written); kept for the mixin.
+            repo_id: Hub repo for ``push_to_hub``.
+            push_to_hub: Also upload to ``repo_id``.
+            model_card_kwargs: Passed to the mixin's default card when no README exists.
+            **push_to_hub_kwargs: Passed to ``push_to_hub``.
+        """
+        from gia_mic.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_weights, write_directory
+
+        def write(staging: Path) -> None:
+            save_weights(self, staging / WEIGHTS_NAME, dtype)
+            if self.processor is not None:
+                self.processor.save_pretrained(staging)
+            self.config.to_json_file(staging / CONFIG_NAME)
+
+        save_directory = Path(save_directory)
+        write_directory(save_directory, write)
+        if not (save_directory / "README.md").exists():
+            self.generate_model_card(**(model_card_kwargs or {})).save(save_directory / "README.md")
+        if push_to_hub:
+            return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
+                        device: str | torch.device | None = None, **hub_kwargs: object) -> GiaMicForEmotionRecognition:
+        """Loads a checkpoint directory or Hub repo (``org/name``, optional ``revision``), strictly.
+
+        Raises:
+            gia_mic.checkpoint.CheckpointError: not found, offline without a cached copy,
+                pickle-only weights, corrupt safetensors, or keys that do not match.
+        """
+        from gia_mic.checkpoint import CONFIG_NAME, CheckpointError, load_strict, read_weights, resolve
+        from gia_mic.processing import GiaMicProcessor
+
+        directory = resolve(pretrained_model_name_or_path, revision=revision, **hub_kwargs)
+        if not (directory / CONFIG_NAME).exists():
+            raise CheckpointError(f"{directory} has no {CONFIG_NAME}: not a gia-mic checkpoint")
+        config = GiaMicConfig.from_json_file(directory / CONFIG_NAME)
+        missing = [m for m in config.modalities if m not in config.encoder_configs]
+        if missing:
+            raise CheckpointError(f"{directory}/{CONFIG_NAME} does not carry the encoder configs of {missing}: "
+                                  "not a self-contained gia-mic checkpoint")
+        state = read_weights(directory)
+        model = cls(config)
+        load_strict(model, state, directory)
+        model.processor = GiaMicProcessor.from_pretrained(directory, config)
+        model.eval()
+        if device is not None:
+            model.to(device)
+        return model
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, **kwargs: object) -> GiaMicForEmotionRecognition:
+        """Mixin hook; loading goes through ``from_pretrained``."""
+        return cls.from_pretrained(model_id, revision=revision)

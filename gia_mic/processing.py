@@ -1,0 +1,222 @@
+"""The one preprocessing path: raw frames / waveform / transcript -> model inputs.
+
+Training, inference, the app and the tests all go through ``GiaMicProcessor``. Its
+constants (frame count, sample rate, text length) come from the model config; its
+components (image processor, feature extractor, tokenizer) are saved beside the weights
+in ``image_processor/``, ``feature_extractor/`` and ``tokenizer/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
+from gia_mic.encoders import EncoderLoadError, load_error
+
+logger = logging.getLogger(__name__)
+
+COMPONENT_DIRS = {"video": "image_processor", "audio": "feature_extractor", "text": "tokenizer"}
+
+
+class InputError(ValueError):
+    """An input (transcript, waveform, modality set) is unusable; the message says why."""
+
+
+def clean_text(text: str | bytes | None) -> str | None:
+    """Validates a transcript: UTF-8, whitespace-collapsed; ``None`` when empty.
+
+    Raises:
+        InputError: on bytes that are not UTF-8 or a string holding undecodable bytes.
+    """
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"the transcript is not valid UTF-8 (byte {err.start}): re-save it as UTF-8") from None
+    if not isinstance(text, str):
+        raise InputError(f"the transcript must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the transcript is not valid UTF-8 (it holds undecodable bytes): re-save it as UTF-8") from None
+    text = " ".join(text.split())
+    return text or None
+
+
+def _default_component(modality: str, config: GiaMicConfig) -> Any:
+    """Components for encoders built from a carried config with no Hub id (the tiny preset)."""
+    carried = config.encoder_configs.get(modality, {})
+    if modality == "video":
+        from transformers import CLIPImageProcessor
+
+        size = carried.get("image_size", 224)
+        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    if modality == "audio":
+        if carried.get("model_type") == "whisper":
+            from transformers import WhisperFeatureExtractor
+
+            return WhisperFeatureExtractor(feature_size=carried.get("num_mel_bins", 80), sampling_rate=config.sample_rate)
+        from transformers import Wav2Vec2FeatureExtractor
+
+        return Wav2Vec2FeatureExtractor(sampling_rate=config.sample_rate, do_normalize=True, return_attention_mask=True)
+    from gia_mic.tokenizers import byte_level_bpe_tokenizer
+
+    return byte_level_bpe_tokenizer()
+
+
+def _hub_component(modality: str, source: str, revision: str) -> Any:
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+
+    loader = {"video": AutoImageProcessor, "audio": AutoFeatureExtractor, "text": AutoTokenizer}[modality]
+    try:
+        return loader.from_pretrained(source, revision=revision)
+    except (OSError, ValueError, KeyError) as err:
+        raise load_error(f"{modality} preprocessor", source, revision, err) from None
+
+
+class GiaMicProcessor:
+    """Turns raw clips into batched model inputs.
+
+    Args:
+        config: The model config (constants and modalities).
+        components: Per modality, its image processor / feature extractor / tokenizer.
+    """
+
+    def __init__(self, config: GiaMicConfig, components: dict[str, Any]) -> None:
+        missing = [m for m in config.modalities if m not in components]
+        if missing:
+            raise EncoderLoadError(f"processor components missing for: {', '.join(missing)}")
+        self.config = config
+        self.components = components
+
+    # ------------------------------------------------------------------ construction / IO
+    @classmethod
+    def from_config(cls, config: GiaMicConfig) -> GiaMicProcessor:
+        """Loads each component from its encoder's Hub id/path (or builds the default)."""
+        components = {}
+        for m in config.modalities:
+            source, revision = config.encoder_source(m)
+            components[m] = _hub_component(m, source, revision) if source else _default_component(m, config)
+        return cls(config, components)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, config: GiaMicConfig) -> GiaMicProcessor:
+        """Loads the components saved beside a checkpoint's weights."""
+        from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+
+        loaders = {"video": AutoImageProcessor, "audio": AutoFeatureExtractor, "text": AutoTokenizer}
+        components = {}
+        for m in config.modalities:
+            path = Path(directory) / COMPONENT_DIRS[m]
+            if not path.is_dir():
+                raise EncoderLoadError(f"checkpoint {directory} has no {COMPONENT_DIRS[m]}/ folder for {m}: "
+                                       "it was not saved by gia_mic, or is incomplete")
+            try:
+                components[m] = loaders[m].from_pretrained(str(path))
+            except (OSError, ValueError, KeyError) as err:
+                raise EncoderLoadError(f"could not read {path}: {err}") from None
+        return cls(config, components)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Writes each component into its own sub-folder of ``directory``."""
+        for m, component in self.components.items():
+            component.save_pretrained(str(Path(directory) / COMPONENT_DIRS[m]))
+
+    # ------------------------------------------------------------------ single inputs
+    def decode(self, path: str | Path) -> Any:
+        """Decodes a media file with the config's frame count, sample rate and limits."""
+        from gia_mic.media import decode_clip
+
+        c = self.config
+        return decode_clip(path, num_frames=c.num_frames, sample_rate=c.sample_rate,
+                           min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds)
+
+    def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mono, resampled, length-checked float32 waveform for an array input."""
+        from gia_mic.media import prepare_waveform
+
+        c = self.config
+        out, _ = prepare_waveform(waveform, sample_rate, target_rate=c.sample_rate,
+                                  min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds)
+        return out
+
+    # ------------------------------------------------------------------ batching
+    def __call__(self, *, frames: Sequence[np.ndarray | None] | None = None,
+                 audio: Sequence[np.ndarray | None] | None = None,
+                 text: Sequence[str | None] | None = None, modalities: object = None) -> dict[str, torch.Tensor]:
+        """Batches raw inputs; ``None`` entries mark a modality missing for that sample.
+
+        Args:
+            frames: Per sample ``(F, H, W, 3)`` uint8 frames (``F == num_frames``) or None.
+            audio: Per sample mono float32 waveform at ``sample_rate`` or None.
+            text: Per sample transcript or None.
+            modalities: Subset to use; others are dropped here (their encoders never run).
+
+        Returns:
+            ``pixel_values``, ``audio_values`` + ``audio_attention_mask``, ``input_ids`` +
+            ``text_attention_mask`` (each only when some sample has it) and
+            ``modality_mask`` ``(B, 3)``.
+        """
+        wanted = set(normalize_modalities(modalities)) & set(self.config.modalities)
+        columns = {"video": frames, "audio": audio, "text": text}
+        sizes = {len(v) for v in columns.values() if v is not None}
+        if len(sizes) != 1:
+            raise InputError(f"frames, audio and text must be lists of one length per batch, got sizes {sorted(sizes)}")
+        batch = sizes.pop()
+        if batch == 0:
+            raise InputError("empty batch")
+        columns["text"] = [clean_text(t) for t in text] if text is not None else None
+        present = torch.zeros(batch, len(MODALITIES), dtype=torch.bool)
+        out: dict[str, torch.Tensor] = {}
+        for i, m in enumerate(MODALITIES):
+            values = columns[m]
+            if m not in wanted or values is None or all(v is None for v in values):
+                continue
+            present[:, i] = torch.tensor([v is not None for v in values])
+            out.update(getattr(self, f"_batch_{m}")(values))
+        out["modality_mask"] = present
+        return out
+
+    def _batch_video(self, frames: Sequence[np.ndarray | None]) -> dict[str, torch.Tensor]:
+        f = self.config.num_frames
+        filler = next(x for x in frames if x is not None)
+        images = []
+        for x in frames:
+            x = np.zeros_like(filler) if x is None else x
+            if x.ndim != 4 or x.shape[0] != f or x.shape[-1] != 3:
+                raise InputError(f"frames must be ({f}, H, W, 3) uint8, got shape {tuple(x.shape)}")
+            images.extend(list(x))
+        pixels = self.components["video"](images=images, return_tensors="pt")["pixel_values"]  # (B*F, 3, H, W)
+        return {"pixel_values": pixels.view(len(frames), f, *pixels.shape[1:])}  # (B, F, 3, H, W)
+
+    def _batch_audio(self, audio: Sequence[np.ndarray | None]) -> dict[str, torch.Tensor]:
+        min_len = int(self.config.min_audio_seconds * self.config.sample_rate)
+        waves = [np.zeros(min_len, np.float32) if a is None else np.asarray(a, np.float32) for a in audio]
+        for a in waves:
+            if a.ndim != 1 or len(a) < min_len:
+                raise InputError(f"audio must be mono with at least {min_len} samples, got shape {a.shape}")
+        extractor = self.components["audio"]
+        if type(extractor).__name__ == "WhisperFeatureExtractor":
+            # Whisper's encoder takes exactly 30 s (or its configured window) of log-mel frames.
+            window = self.config.encoder_configs["audio"].get("max_source_positions", 1500) * 2
+            feats = extractor(waves, sampling_rate=self.config.sample_rate, return_tensors="pt",
+                              return_attention_mask=True, padding="max_length",
+                              max_length=window * extractor.hop_length, truncation=True)
+            return {"audio_values": feats["input_features"], "audio_attention_mask": feats["attention_mask"]}
+        feats = extractor(waves, sampling_rate=self.config.sample_rate, return_tensors="pt",
+                          padding=True, return_attention_mask=True)
+        return {"audio_values": feats["input_values"], "audio_attention_mask": feats["attention_mask"]}
+
+    def _batch_text(self, text: Sequence[str | None]) -> dict[str, torch.Tensor]:
+        enc = self.components["text"]([t or "" for t in text], padding=True, truncation=True,
+                                      max_length=self.config.max_text_tokens, return_tensors="pt")
+        # Rows without text still get a valid (empty) encoding; ``modality_mask`` marks them absent.
+        return {"input_ids": enc["input_ids"], "text_attention_mask": enc["attention_mask"]}

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random models and checkpoints, real-data locations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def build_tiny(seed: int = 0, **overrides):
+    from gia_mic import GiaMicConfig, GiaMicForEmotionRecognition
+
+    torch.manual_seed(seed)
+    model = GiaMicForEmotionRecognition.from_config(GiaMicConfig.from_preset("tiny", **overrides))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return build_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_model):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(0)
+
+
+def random_inputs(rng, n_samples: int = 1, seconds=(1.0,), texts=("I am so happy today",), frames_hw=(40, 50)):
+    """Raw per-sample inputs of given audio lengths and texts."""
+    frames = [rng.integers(0, 255, (8, *frames_hw, 3), dtype=np.uint8) for _ in range(n_samples)]
+    audio = [(rng.standard_normal(int(16000 * s)) * 0.1).astype(np.float32) for s in seconds]
+    return frames, audio, list(texts)
+
+
+def cremad_dir() -> Path:
+    path = SHARED_DATA / "cremad"
+    if not path.is_dir():
+        pytest.skip("../shared/data/cremad is absent (a fresh clone): real-clip test skipped")
+    return path

@@ -1,0 +1,207 @@
+"""The model: shapes, masks, padding invariance, missing modalities, ablations, loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gia_mic import MODALITIES, GiaMicConfig
+from gia_mic.modules import MaskedAttention, masked_window_mean, symmetric_kl
+from tests.conftest import build_tiny, random_inputs
+
+
+def run(model, frames=None, audio=None, text=None, labels=None, **kw):
+    inputs = model.processor(frames=frames, audio=audio, text=text, **kw)
+    with torch.no_grad():
+        return model(**inputs, labels=labels)
+
+
+def test_output_has_every_part(tiny_model, rng):
+    frames, audio, text = random_inputs(rng, 2, seconds=(1.0, 1.5), texts=("happy day", "so sad"))
+    out = run(tiny_model, frames, audio, text, labels=torch.tensor([1, 3]))
+    assert out.logits.shape == (2, 4)
+    assert sorted(out.gates) == sorted(["video<-audio", "audio<-video", "audio<-text", "text<-audio",
+                                        "text<-video", "video<-text"])
+    assert out.gates["video<-audio"].shape == (2, 8, 32)
+    assert out.gates["audio<-text"].shape[:2] == out.msr["audio"].shape[:2]
+    for g in out.gates.values():
+        assert torch.all((g >= 0) & (g <= 1))
+    assert set(out.msr) == set(out.mir) == set(MODALITIES)
+    assert out.mir["video"].shape == out.mir["text"].shape  # same query positions
+    assert out.masks["mir"].shape == out.mir["audio"].shape[:2]
+    assert torch.isfinite(out.loss) and out.mir_loss > 0
+    assert torch.allclose(out.loss, out.ce_loss + 0.1 * out.mir_loss)
+
+
+def test_padding_never_changes_logits(tiny_model, rng):
+    frames, audio, text = random_inputs(rng, 3, seconds=(0.7, 2.3, 1.1),
+                                        texts=("hi", "this is a much longer transcript with many words", "ok then"))
+    batched = run(tiny_model, frames, audio, text).logits
+    for i in range(3):
+        alone = run(tiny_model, frames[i : i + 1], audio[i : i + 1], text[i : i + 1]).logits
+        torch.testing.assert_close(batched[i : i + 1], alone, atol=2e-5, rtol=1e-4)
+
+
+def test_padding_invariance_with_missing_modalities(tiny_model, rng):
+    frames, audio, text = random_inputs(rng, 3, seconds=(0.7, 2.3, 1.1), texts=("hi", None, "a longer one here"))
+    frames[1] = None
+    audio[2] = None
+    batched = run(tiny_model, frames, audio, text).logits
+    for i in range(3):
+        alone = run(tiny_model, frames[i : i + 1], audio[i : i + 1], text[i : i + 1]).logits
+        torch.testing.assert_close(batched[i : i + 1], alone, atol=2e-5, rtol=1e-4)
+
+
+def test_group_norm_speech_encoder_is_padding_invariant(rng):
+    cfg = GiaMicConfig.from_preset("tiny").encoder_configs["audio"]
+    model = build_tiny(encoder_configs={"audio": {**cfg, "feat_extract_norm": "group", "do_stable_layer_norm": False}},
+                       modalities=["audio", "text"])
+    assert model.encoders["audio"].per_sample
+    _, audio, text = random_inputs(rng, 2, seconds=(0.5, 2.0), texts=("a", "b c d"))
+    batched = run(model, audio=audio, text=text).logits
+    alone = run(model, audio=audio[:1], text=text[:1]).logits
+    torch.testing.assert_close(batched[:1], alone, atol=2e-5, rtol=1e-4)
+
+
+def test_batch_where_every_sample_lacks_text(tiny_model, rng):
+    frames, audio, _ = random_inputs(rng, 2, seconds=(1.0, 1.2))
+    out = run(tiny_model, frames, audio, [None, None], labels=torch.tensor([0, 2]))
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+    assert not out.modality_mask[:, 2].any()
+    assert out.msr["text"].shape[1] == 1  # just the placeholder
+    # only the video-audio MIC pair remains
+    assert out.mir_loss > 0
+
+
+def test_single_modality_has_no_mic_pair_and_no_cross_gate(tiny_model, rng):
+    _, audio, _ = random_inputs(rng, 1)
+    out = run(tiny_model, audio=audio, labels=torch.tensor([1]))
+    assert out.mir_loss.item() == 0.0
+    assert torch.all(out.gates["audio<-video"] == 0) and torch.all(out.gates["audio<-text"] == 0)
+    assert out.modality_mask.tolist() == [[False, True, False]]
+
+
+def test_modality_subset_equals_dropping_the_input(tiny_model, rng):
+    frames, audio, text = random_inputs(rng, 1)
+    subset = run(tiny_model, frames, audio, text, modalities="audio,text").logits
+    dropped = run(tiny_model, None, audio, text).logits
+    torch.testing.assert_close(subset, dropped)
+    full = run(tiny_model, frames, audio, text).logits
+    assert not torch.allclose(full, subset)
+
+
+def test_absent_modality_uses_the_learned_placeholder(tiny_model, rng):
+    _, audio, _ = random_inputs(rng, 1)
+    before = run(tiny_model, audio=audio).logits
+    saved = tiny_model.placeholders.detach().clone()
+    with torch.no_grad():
+        tiny_model.placeholders[2] += torch.randn(32)  # a constant shift would vanish in LayerNorm
+    try:
+        after = run(tiny_model, audio=audio).logits
+    finally:
+        with torch.no_grad():
+            tiny_model.placeholders.copy_(saved)
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("overrides,check", [
+    ({"use_msr": False}, lambda m, o: not o.gates and not hasattr(m, "gia")),
+    ({"use_mir": False}, lambda m, o: not o.mir and m.classifier[0].in_features == 3 * 32),
+    ({"mic_weight": 0.0}, lambda m, o: torch.equal(o.loss, o.ce_loss) and o.mir_loss > 0),
+    ({"gate_pool_kernel": 0}, lambda m, o: torch.allclose(o.gates["audio<-text"], o.gates["audio<-text"][:, :1])),
+    ({"mig_shared_weights": True}, lambda m, o: m.mig["video"] is m.mig["text"]),
+])
+def test_ablations_and_choices(overrides, check, rng):
+    model = build_tiny(**overrides)
+    frames, audio, text = random_inputs(rng, 1)
+    out = run(model, frames, audio, text, labels=torch.tensor([0]))
+    assert check(model, out)
+    assert torch.isfinite(out.loss)
+
+
+def test_freezing_follows_the_spec(tiny_model):
+    enc = tiny_model.encoders
+    assert not any(p.requires_grad for p in enc["video"].parameters())
+    assert not any(p.requires_grad for p in enc["text"].parameters())
+    assert not any(p.requires_grad for p in enc["audio"].model.feature_extractor.parameters())
+    assert any(p.requires_grad for p in enc["audio"].model.encoder.parameters())
+    tiny_model.train()
+    try:
+        assert not enc["video"].training and not enc["text"].training and enc["audio"].training
+    finally:
+        tiny_model.eval()
+
+
+def test_gradients_reach_fusion_and_speech_encoder(rng):
+    model = build_tiny().train()
+    frames, audio, text = random_inputs(rng, 2, seconds=(1.0, 1.3), texts=("yes", "no"))
+    out = model(**model.processor(frames=frames, audio=audio, text=text), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    assert model.gia["video<-audio"].gate.weight.grad.abs().sum() > 0
+    assert model.mig["text"].strided_conv.weight.grad.abs().sum() > 0
+    assert model.encoders["audio"].model.encoder.layers[0].attention.k_proj.weight.grad is not None
+    assert model.encoders["text"].model.embeddings.word_embeddings.weight.grad is None
+
+
+def test_modality_dropout_keeps_one_modality():
+    model = build_tiny(modality_dropout=0.9).train()
+    present = torch.ones(256, 3, dtype=torch.bool)
+    present[::2, 0] = False
+    kept = model._drop_modalities(present)
+    assert kept.any(dim=1).all()
+    assert not (kept & ~present).any()
+    assert kept.sum() < present.sum()
+
+
+def test_bert_family_text_encoder(rng):
+    bert = {"model_type": "bert", "vocab_size": 50261, "hidden_size": 40, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 2}
+    model = build_tiny(encoder_configs={"text": bert}, modalities=["audio", "text"])
+    assert isinstance(model.projections["text"], torch.nn.Linear)
+    _, audio, text = random_inputs(rng, 2, seconds=(0.5, 1.0), texts=("short", "a longer sentence here"))
+    batched = run(model, audio=audio, text=text).logits
+    alone = run(model, audio=audio[1:], text=text[1:]).logits
+    torch.testing.assert_close(batched[1:], alone, atol=2e-5, rtol=1e-4)
+
+
+def test_masked_attention_empty_rows_are_zero_not_nan():
+    attn = MaskedAttention(dim=8, heads=2)
+    q, k = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
+    mask = torch.tensor([[True, True, False, False], [False] * 4])
+    out = attn(q, k, mask)
+    assert torch.isfinite(out).all() and torch.all(out[1] == 0) and out[0].abs().sum() > 0
+
+
+def test_masked_window_mean_ignores_padding():
+    x = torch.arange(5.0).view(1, 5, 1)
+    mask = torch.tensor([[True, True, True, False, False]])
+    pooled = masked_window_mean(x, mask, kernel=3)
+    assert pooled[0, :3, 0].tolist() == pytest.approx([0.5, 1.0, 1.5])
+
+
+def test_symmetric_kl():
+    p = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert symmetric_kl(p, p, mask).item() == pytest.approx(0.0, abs=1e-6)
+    q = torch.randn(2, 5, 8)
+    value = symmetric_kl(p, q, mask)
+    assert value > 0 and value == pytest.approx(symmetric_kl(q, p, mask).item(), rel=1e-5)
+    assert symmetric_kl(p, q, torch.zeros_like(mask)).item() == 0.0
+    # padding positions never count
+    q2 = q.clone()
+    q2[:, 4] = 100.0
+    mask[:, 4] = False
+    assert symmetric_kl(p, q, mask) == symmetric_kl(p, q2, mask)
+
+
+def test_forward_with_no_usable_input_is_a_clear_error(tiny_model):
+    with pytest.raises(ValueError, match="no input for any modality"):
+        tiny_model()
+
+
+def test_frames_of_wrong_shape_are_refused(tiny_model):
+    from gia_mic import InputError
+
+    with pytest.raises(InputError, match="frames must be"):
+        tiny_model.processor(frames=[np.zeros((3, 10, 10, 3), np.uint8)])
