@@ -24,6 +24,24 @@ ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md", "*/*.json", "*/*.t
 
 logger = logging.getLogger(__name__)
 
+EMBEDDED_DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "gia-mic-lite"
+"""The real model that ships with the project (see the README)."""
+
+
+def default_model() -> str:
+    """``$GIA_MIC_MODEL`` if set, else the embedded default checkpoint.
+
+    Raises:
+        CheckpointError: neither is available.
+    """
+    chosen = os.environ.get("GIA_MIC_MODEL")
+    if chosen:
+        return chosen
+    if (EMBEDDED_DEFAULT / CONFIG_NAME).exists():
+        return str(EMBEDDED_DEFAULT)
+    raise CheckpointError(f"no model given and the embedded default {EMBEDDED_DEFAULT} is missing: pass "
+                          "--model DIR_OR_ORG/NAME (or set GIA_MIC_MODEL), e.g. a checkpoint made by `python -m train`")
+
 
 class CheckpointError(OSError):
     """A checkpoint cannot be found, downloaded or read; the message says how to fix it."""

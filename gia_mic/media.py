@@ -12,7 +12,6 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
 
 import av
@@ -32,13 +31,9 @@ _STILL_CODECS = frozenset(
     }
 )  # fmt: skip
 _IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF8", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-)
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"),
+    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+)  # fmt: skip
 _TRUNCATION_SLACK = 0.05  # seconds past max_seconds that still count as "not longer"
 
 
@@ -102,7 +97,7 @@ def decode_clip(
         raise
     except av.error.FFmpegError as exc:
         raise MediaError(f"{file} cannot be decoded: {_ffmpeg_reason(exc)}") from exc
-    except Exception as exc:  # noqa: BLE001 - PyAV raises assorted types on bad input
+    except Exception as exc:  # PyAV raises assorted types on bad input
         raise MediaError(f"{file} cannot be decoded: {type(exc).__name__}: {exc}") from exc
 
 
@@ -146,16 +141,7 @@ def _open(file: Path):
 
 
 def _is_attached_picture(stream) -> bool:
-    try:
-        return bool(stream.disposition & av.stream.Disposition.attached_pic)
-    except (AttributeError, TypeError):
-        return False
-
-
-def _seconds(value, time_base) -> float | None:
-    if value is None or time_base is None:
-        return None
-    return float(value * time_base)
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 class _FrameSampler:
@@ -181,10 +167,7 @@ class _FrameSampler:
             frame = self._prev
             if self.size is None:
                 scale = min(1.0, MAX_SIDE / max(frame.width, frame.height))
-                self.size = (
-                    max(1, round(frame.width * scale)),
-                    max(1, round(frame.height * scale)),
-                )
+                self.size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
             width, height = self.size
             rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
             self._prev_array = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -215,10 +198,9 @@ class _FrameSampler:
 
 def _video_window(container, vstream, origin: float) -> float | None:
     """Seconds of video to sample over, from metadata or a demux-only packet scan."""
-    length = _seconds(vstream.duration, vstream.time_base)
-    if length:
-        start = _seconds(vstream.start_time, vstream.time_base) or origin
-        return length + max(0.0, start - origin)
+    if vstream.duration and vstream.time_base:
+        start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else origin
+        return float(vstream.duration * vstream.time_base) + max(0.0, start - origin)
     if container.duration:
         return container.duration / av.time_base
     end = None
@@ -232,12 +214,29 @@ def _video_window(container, vstream, origin: float) -> float | None:
 
 
 def _decode(file, num_frames, sample_rate, min_seconds, max_seconds) -> DecodedClip:
-    container = _open(file)
-    with container:
+    with _open(file) as container:
         return _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds)
 
 
-def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds):
+def _packets(container, streams, file):
+    """Demuxes ``streams``; a demuxer error after some packets ends the clip early."""
+    iterator = container.demux(*streams)
+    count = 0
+    while True:
+        try:
+            packet = next(iterator)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            if count == 0:
+                raise
+            logger.warning("%s: stopped reading after a container error (%s); the file may be damaged", file, exc)
+            return
+        count += 1
+        yield packet
+
+
+def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds) -> DecodedClip:
     fmt = container.format.name
     vstream = next(
         (s for s in container.streams.video if s.codec_context and not _is_attached_picture(s)),
@@ -275,7 +274,7 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
     bad_packets = 0
 
     streams = [s for s in (vstream, astream) if s is not None]
-    for packet in container.demux(*streams):
+    for packet in _packets(container, streams, file):
         is_video = vstream is not None and packet.stream.index == vstream.index
         if (is_video and video_done) or (not is_video and audio_done):
             if video_done and audio_done:
@@ -314,48 +313,28 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
     audio = np.concatenate(chunks) if chunks else None
     if video is None and audio is None:
         problem = f"; {bad_packets} packets were unreadable" if bad_packets else ""
-        raise MediaError(
-            f"{file} has no decodable audio or video (the file is truncated or corrupt{problem})"
-        )
-    if (
-        video is not None
-        and audio is None
-        and sampler.count <= 1
-        and vstream.codec_context.name in _STILL_CODECS
-    ):
+        raise MediaError(f"{file} has no decodable audio or video (the file is truncated or corrupt{problem})")
+    if video is not None and audio is None and sampler.count <= 1 and vstream.codec_context.name in _STILL_CODECS:
         codec = vstream.codec_context.name
         raise MediaError(f"{file} is an image ({codec}), not a video or audio clip")
 
     if video is not None and not truncated and sampler.last_time is not None:
         shortfall = window - sampler.last_time - (frame_step or 0.0)
         if shortfall > max(0.25, 0.1 * window):
-            logger.warning(
-                "%s: video decodes to %.2f s but the file declares %.2f s; it may be truncated",
-                file, sampler.last_time + (frame_step or 0.0), window,
-            )
+            logger.warning("%s: video ends %.2f s before its declared end; it may be truncated", file, shortfall)
     if audio is not None:
-        if audio.shape[0] > max_samples:
-            audio = audio[:max_samples]
-        audio = np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+        audio = np.clip(audio[:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
     duration = _duration(container, sampler, frame_step, audio, sample_rate, max_seconds)
     if duration < min_seconds:
-        raise MediaError(
-            f"{file}: clip is {duration:.2f} s long; at least {min_seconds:g} s is needed"
-        )
+        raise MediaError(f"{file}: clip is {duration:.2f} s long; at least {min_seconds:g} s is needed")
     if truncated:
-        logger.warning(
-            "%s is longer than %g s; only the first %g s are used", file, max_seconds, max_seconds
-        )
+        logger.warning("%s is longer than %g s; only the first %g s are used", file, max_seconds, max_seconds)
     missing: dict[str, str] = {}
     if video is None:
-        missing["video"] = (
-            "audio-only file" if vstream is None else "the video stream could not be decoded"
-        )
+        missing["video"] = "audio-only file" if vstream is None else "the video stream could not be decoded"
     if audio is None:
         missing["audio"] = (
-            "the video file has no audio track"
-            if astream is None
-            else "the audio track could not be decoded"
+            "the video file has no audio track" if astream is None else "the audio track could not be decoded"
         )
     return DecodedClip(
         path=str(file),
@@ -417,9 +396,7 @@ def prepare_waveform(
     if np.iscomplexobj(array):
         raise MediaError("waveform: complex samples are not audio")
     if array.ndim not in (1, 2):
-        raise MediaError(
-            f"waveform: expected shape (N,), (C, N) or (N, C), got {array.ndim}-D {array.shape}"
-        )
+        raise MediaError(f"waveform: expected shape (N,), (C, N) or (N, C), got {array.ndim}-D {array.shape}")
     if array.size == 0:
         raise MediaError(f"waveform is empty (shape {array.shape})")
     mono = _to_float(array)
@@ -431,9 +408,7 @@ def prepare_waveform(
         raise MediaError("waveform contains NaN or infinite values")
     seconds = mono.shape[0] / sample_rate
     if seconds < min_seconds:
-        raise MediaError(
-            f"waveform: clip is {seconds:.2f} s long; at least {min_seconds:g} s is needed"
-        )
+        raise MediaError(f"waveform: clip is {seconds:.2f} s long; at least {min_seconds:g} s is needed")
     peak = float(np.max(np.abs(mono)))
     if peak > 1.0 + 1e-6:
         logger.warning("waveform peak is %.3g > 1; normalising to [-1, 1]", peak)
@@ -443,7 +418,7 @@ def prepare_waveform(
         logger.warning("waveform is %.2f s long; only the first %g s are used", seconds, max_seconds)
         mono = mono[: int(round(max_seconds * sample_rate))]
     if sample_rate != target_rate:
-        factor = gcd(int(sample_rate), int(target_rate))
+        factor = math.gcd(int(sample_rate), int(target_rate))
         mono = resample_poly(mono, target_rate // factor, int(sample_rate) // factor)
     return np.clip(mono, -1.0, 1.0).astype(np.float32), truncated
 

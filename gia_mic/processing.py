@@ -55,7 +55,10 @@ def _default_component(modality: str, config: GiaMicConfig) -> Any:
     """Components for encoders built from a carried config with no Hub id (the tiny preset)."""
     carried = config.encoder_configs.get(modality, {})
     if modality == "video":
-        from transformers import CLIPImageProcessor
+        try:  # the PIL backend: torchvision is not a dependency
+            from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+        except ImportError:
+            from transformers import CLIPImageProcessor
 
         size = carried.get("image_size", 224)
         return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})

@@ -1,0 +1,321 @@
+"""Inference: ``EmotionRecognizer`` turns clips (files, arrays, text) into predictions.
+
+Stages: decode (``media``) -> transcript (given text, else Whisper) -> processor ->
+encoders -> fusion. ``prepare`` runs the first four once per clip and ``classify``
+re-runs only the fusion, so a UI can change modalities or the transcript cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gia_mic.asr import DEFAULT_ASR_MODEL, Transcript, WhisperTranscriber, resolve_transcript
+from gia_mic.configuration import MODALITIES, normalize_modalities
+from gia_mic.encoders import EncoderOutput
+from gia_mic.media import DecodedClip
+from gia_mic.modeling import GiaMicForEmotionRecognition
+from gia_mic.processing import InputError, clean_text
+from gia_mic.utils import default_device
+
+logger = logging.getLogger(__name__)
+
+AudioInput = str | Path | np.ndarray | tuple[np.ndarray, int] | None
+
+
+@dataclass
+class PreparedClip:
+    """A clip decoded, transcribed and encoded once; fusion can then run many times."""
+
+    frames: np.ndarray | None
+    frame_times: np.ndarray | None
+    waveform: np.ndarray | None
+    duration: float | None
+    transcript: Transcript
+    missing: dict[str, str]
+    encoded: dict[str, EncoderOutput] = field(default_factory=dict)
+    text_tokens: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """One clip's result.
+
+    Attributes:
+        label: The top class.
+        scores: ``[{"label", "score"}]`` for every class, sorted, summing to 1.
+        transcript: The transcript used (``None`` when text was missing).
+        transcript_source: ``"given"``, ``"whisper:<model>"`` or ``"missing"``.
+        modalities_used: Modalities that reached the model.
+        missing: Per modality not used, the reason.
+        gates: Six gate tensors ``"A<-B"`` -> ``(L_A, D)`` for this clip (real tokens only).
+        gate_axes: Per modality, the token axis: seconds (video, audio) or subwords (text).
+        contributions: Per used modality, the drop of the top class's probability when it
+            is left out (leave-one-out over the fusion).
+        timings_ms: Per stage wall time.
+    """
+
+    label: str
+    scores: list[dict[str, Any]]
+    transcript: str | None
+    transcript_source: str
+    modalities_used: list[str]
+    missing: dict[str, str] = field(default_factory=dict)
+    transcript_reason: str | None = None
+    gates: dict[str, np.ndarray] = field(default_factory=dict)
+    gate_axes: dict[str, list] = field(default_factory=dict)
+    contributions: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, *, with_gates: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (the CLI's ``predict`` contract, plus extras)."""
+        data = asdict(self)
+        data["gates"] = {k: v.tolist() for k, v in self.gates.items()} if with_gates else None
+        if not with_gates:
+            data.pop("gates")
+            data.pop("gate_axes")
+        return data
+
+
+@contextlib.contextmanager
+def _timer(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+class EmotionRecognizer:
+    """The inference pipeline over a GIA-MIC checkpoint.
+
+    Args:
+        model: A loaded model with its processor attached.
+        transcriber: Whisper wrapper for clips without a transcript (``None``: no ASR).
+        device: Where to run; CUDA (fp16 autocast) when present, else CPU.
+    """
+
+    def __init__(self, model: GiaMicForEmotionRecognition, *, transcriber: WhisperTranscriber | None = None,
+                 device: str | torch.device | None = None) -> None:
+        if model.processor is None:
+            raise ValueError("the model has no processor attached: load it with from_pretrained")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.processor = model.processor
+        self.config = model.config
+        self.transcriber = transcriber
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        asr_model: object = DEFAULT_ASR_MODEL, device: str | torch.device | None = None,
+                        **hub_kwargs: object) -> EmotionRecognizer:
+        """Loads a checkpoint directory or Hub repo; ``asr_model=None`` turns ASR off."""
+        device = torch.device(device) if device is not None else default_device()
+        model = GiaMicForEmotionRecognition.from_pretrained(name_or_path, revision=revision, **hub_kwargs)
+        transcriber = WhisperTranscriber(asr_model, device=device) if asr_model is not None else None
+        return cls(model, transcriber=transcriber, device=device)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names of the loaded checkpoint."""
+        return list(self.config.labels)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def check_modalities(self, modalities: object) -> tuple[str, ...]:
+        """Validates a requested subset against what the checkpoint was trained with."""
+        if modalities is None:
+            return tuple(self.config.modalities)
+        wanted = normalize_modalities(modalities)
+        untrained = [m for m in wanted if m not in self.config.modalities]
+        if untrained:
+            raise InputError(f"this model was not trained on {', '.join(untrained)} "
+                             f"(it was trained on {', '.join(self.config.modalities)})")
+        return wanted
+
+    # ------------------------------------------------------------------ stage 1-3: decode, transcript, encode
+    def _decode(self, video: str | Path | None, audio: AudioInput, timings: dict[str, float]) -> tuple[
+            np.ndarray | None, np.ndarray | None, np.ndarray | None, float | None, dict[str, str]]:
+        frames = frame_times = waveform = duration = None
+        missing: dict[str, str] = {}
+        with _timer(timings, "decode"):
+            if video is not None:
+                clip: DecodedClip = self.processor.decode(video)
+                frames, frame_times, waveform, duration = clip.frames, clip.frame_times, clip.audio, clip.duration
+                missing.update(clip.missing)
+            if isinstance(audio, (str, Path)):
+                clip = self.processor.decode(audio)
+                waveform, duration = clip.audio, duration or clip.duration
+                if waveform is None:
+                    raise InputError(f"{audio} has no audio track")
+                missing.pop("audio", None)
+            elif audio is not None:
+                array, rate = audio if isinstance(audio, tuple) else (audio, self.config.sample_rate)
+                waveform = self.processor.prepare_waveform(array, rate)
+                duration = duration or len(waveform) / self.config.sample_rate
+                missing.pop("audio", None)
+        if frames is None:
+            missing.setdefault("video", "no video given")
+        if waveform is None:
+            missing.setdefault("audio", "no audio given")
+        return frames, frame_times, waveform, duration, missing
+
+    def prepare(self, *, video: str | Path | None = None, audio: AudioInput = None, text: str | bytes | None = None,
+                modalities: object = None) -> PreparedClip:
+        """Decodes, transcribes (if needed) and encodes one clip."""
+        return self.prepare_batch([{"video": video, "audio": audio, "text": text}], modalities=modalities)[0]
+
+    def prepare_batch(self, items: Sequence[dict[str, Any]], *, modalities: object = None) -> list[PreparedClip]:
+        """``prepare`` for many clips; the encoders run once over the whole batch."""
+        wanted = self.check_modalities(modalities)
+        clips = []
+        for item in items:
+            timings: dict[str, float] = {}
+            frames, times, wave, duration, missing = self._decode(item.get("video"), item.get("audio"), timings)
+            transcript = Transcript(None, "missing", "text not requested")
+            if "text" in wanted:
+                given = clean_text(item.get("text"))
+                asr = self.transcriber if given is None and wave is not None else None
+                with _timer(timings, "asr") if asr is not None else contextlib.nullcontext():
+                    transcript = resolve_transcript(given, wave, asr)
+            if transcript.text is None:
+                missing["text"] = transcript.reason or "no transcript"
+            clips.append(PreparedClip(frames, times, wave, duration, transcript, missing, timings_ms=timings))
+        self._encode(clips, wanted)
+        return clips
+
+    def _encode(self, clips: list[PreparedClip], wanted: Sequence[str]) -> None:
+        inputs = self.processor(
+            frames=[c.frames for c in clips], audio=[c.waveform for c in clips],
+            text=[c.transcript.text for c in clips], modalities=wanted,
+        )
+        present = inputs.pop("modality_mask")
+        groups = {"video": ("pixel_values",), "audio": ("audio_values", "audio_attention_mask"),
+                  "text": ("input_ids", "text_attention_mask")}
+        per_clip_ms = {}
+        with torch.inference_mode(), self._autocast():
+            for m, keys in groups.items():
+                if keys[0] not in inputs:
+                    continue
+                start = time.perf_counter()
+                out = self.model.encode(**{k: inputs[k].to(self.device) for k in keys})[m]
+                per_clip_ms[f"encoder_{m}"] = (time.perf_counter() - start) * 1000.0 / len(clips)
+                for i, clip in enumerate(clips):
+                    if present[i, MODALITIES.index(m)]:
+                        length = int(out.mask[i].sum())
+                        clip.encoded[m] = EncoderOutput(out.features[i : i + 1, :length].float(),
+                                                        out.mask[i : i + 1, :length])
+        if "input_ids" in inputs:
+            tokenizer = self.processor.components["text"]
+            for i, clip in enumerate(clips):
+                ids = inputs["input_ids"][i][inputs["text_attention_mask"][i].bool()].tolist()
+                clip.text_tokens = [t.replace("Ġ", "").replace("##", "") for t in tokenizer.convert_ids_to_tokens(ids)]
+        for clip in clips:
+            clip.timings_ms.update(per_clip_ms)
+
+    # ------------------------------------------------------------------ stage 4: fusion
+    def _fuse(self, encoded: dict[str, EncoderOutput], use: Sequence[str]) -> Any:
+        subset = {m: encoded[m] for m in use}
+        with torch.inference_mode(), self._autocast():
+            return self.model.fuse({m: EncoderOutput(e.features.to(self.device), e.mask.to(self.device))
+                                    for m, e in subset.items()})
+
+    def classify(self, clip: PreparedClip, *, modalities: object = None, text: str | bytes | None = None,
+                 explain: bool = True) -> Prediction:
+        """Runs the fusion on a prepared clip with any modality subset (and optionally new text).
+
+        Args:
+            clip: From ``prepare``.
+            modalities: Subset to use (default: every trained modality available).
+            text: A replacement transcript; only the text encoder re-runs.
+            explain: Also compute per-modality contributions (leave-one-out fusions).
+        """
+        wanted = self.check_modalities(modalities)
+        timings = dict(clip.timings_ms)
+        if text is not None and clean_text(text) != clip.transcript.text and "text" in wanted:
+            new = self.prepare(text=text, modalities=["text"])
+            clip.encoded = {**{k: v for k, v in clip.encoded.items() if k != "text"}, **new.encoded}
+            clip.transcript, clip.text_tokens = new.transcript, new.text_tokens
+            clip.missing.pop("text", None)
+            timings["encoder_text"] = new.timings_ms.get("encoder_text", 0.0)
+        use = [m for m in wanted if m in clip.encoded]
+        if not use:
+            reasons = "; ".join(f"{m}: {clip.missing.get(m, 'not available')}" for m in wanted)
+            raise InputError(f"nothing to classify: none of the requested modalities is available ({reasons})")
+        with _timer(timings, "fusion"):
+            out = self._fuse(clip.encoded, use)
+        probs = out.logits.float().softmax(-1)[0].cpu().numpy()
+        order = np.argsort(-probs)
+        missing = {m: r for m, r in clip.missing.items() if m not in use}
+        for m in wanted:
+            if m not in use:
+                missing.setdefault(m, "not available")
+        for m in MODALITIES:
+            if m not in wanted:
+                missing.setdefault(m, "not requested" if m in self.config.modalities else "the model was not trained on it")
+        pred = Prediction(
+            label=self.labels[int(order[0])],
+            scores=[{"label": self.labels[int(i)], "score": float(probs[i])} for i in order],
+            transcript=clip.transcript.text if "text" in use else None,
+            transcript_source=clip.transcript.source if "text" in use else "missing",
+            transcript_reason=clip.transcript.reason,
+            modalities_used=list(use), missing=missing,
+            gates=self._gates(out, clip, use), gate_axes=self._axes(clip, use), timings_ms=timings,
+        )
+        if explain and len(use) > 1:
+            top = int(order[0])
+            for m in use:
+                rest = [x for x in use if x != m]
+                p = self._fuse(clip.encoded, rest).logits.float().softmax(-1)[0, top].item()
+                pred.contributions[m] = float(probs[top] - p)
+        pred.timings_ms["total"] = sum(v for k, v in pred.timings_ms.items() if k != "total")
+        return pred
+
+    @staticmethod
+    def _gates(out: Any, clip: PreparedClip, use: Sequence[str]) -> dict[str, np.ndarray]:
+        gates = {}
+        for name, g in out.gates.items():
+            a, b = name.split("<-")
+            if a in use and b in use:
+                gates[name] = g[0, : clip.encoded[a].features.shape[1]].float().cpu().numpy()  # (L_A, D)
+        return gates
+
+    def _axes(self, clip: PreparedClip, use: Sequence[str]) -> dict[str, list]:
+        axes: dict[str, list] = {}
+        if "video" in use and clip.frame_times is not None:
+            axes["video"] = [float(t) for t in clip.frame_times]
+        if "audio" in use and clip.waveform is not None:
+            n = clip.encoded["audio"].features.shape[1]
+            hop = len(clip.waveform) / self.config.sample_rate / max(n, 1)  # seconds per speech token
+            axes["audio"] = [float((i + 0.5) * hop) for i in range(n)]
+        if "text" in use:
+            axes["text"] = list(clip.text_tokens)
+        return axes
+
+    # ------------------------------------------------------------------ one-call API
+    def __call__(self, *, video: str | Path | None = None, audio: AudioInput = None, text: str | bytes | None = None,
+                 modalities: object = None) -> Prediction:
+        """Classifies one clip: a video file, an audio file/array, a transcript, or any mix."""
+        if video is None and audio is None and clean_text(text) is None:
+            raise InputError("give a video, an audio clip or a transcript")
+        return self.classify(self.prepare(video=video, audio=audio, text=text, modalities=modalities),
+                             modalities=modalities)
+
+    def batch(self, items: Sequence[dict[str, Any]], *, modalities: object = None, batch_size: int = 8,
+              explain: bool = False) -> list[Prediction]:
+        """Classifies many clips (dicts with ``video`` / ``audio`` / ``text``), batching the encoders."""
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            for clip in self.prepare_batch(items[start : start + batch_size], modalities=modalities):
+                results.append(self.classify(clip, modalities=modalities, explain=explain))
+        return results
