@@ -62,6 +62,8 @@ def decode_clip(
     sample_rate: int = 16000,
     min_seconds: float = 0.1,
     max_seconds: float = 30.0,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> DecodedClip:
     """Decodes a video or audio file into sampled RGB frames and mono float32 audio.
 
@@ -72,6 +74,10 @@ def decode_clip(
         sample_rate: Rate of the returned audio.
         min_seconds: Shorter clips are refused.
         max_seconds: Longer clips are cut to their first ``max_seconds`` (``truncated``).
+        start: Decode only from this time (seconds from the start of the file); frames are
+            then sampled over ``[start, end)`` and the audio is cut to it.
+        end: Decode only up to this time (default: the end of the file). Reaching ``end``
+            is not a truncation; ``max_seconds`` still caps the window.
 
     Returns:
         A ``DecodedClip``; a missing modality is ``None`` with its reason in ``missing``.
@@ -84,6 +90,8 @@ def decode_clip(
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if sample_rate <= 0 or max_seconds <= 0 or min_seconds < 0:
         raise ValueError("sample_rate and max_seconds must be > 0, min_seconds >= 0")
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError(f"need 0 <= start < end, got start={start}, end={end}")
     file = Path(os.fspath(path))
     if not file.exists():
         raise MediaError(f"file not found: {file}")
@@ -92,7 +100,7 @@ def decode_clip(
     if file.stat().st_size == 0:
         raise MediaError(f"{file} is empty (0 bytes)")
     try:
-        return _decode(file, num_frames, sample_rate, min_seconds, max_seconds)
+        return _decode(file, num_frames, sample_rate, min_seconds, max_seconds, float(start), end)
     except (MediaError, MemoryError):
         raise
     except av.error.FFmpegError as exc:
@@ -213,9 +221,9 @@ def _video_window(container, vstream, origin: float) -> float | None:
     return None if end is None else float(end * vstream.time_base) - origin
 
 
-def _decode(file, num_frames, sample_rate, min_seconds, max_seconds) -> DecodedClip:
+def _decode(file, num_frames, sample_rate, min_seconds, max_seconds, start=0.0, end=None) -> DecodedClip:
     with _open(file) as container:
-        return _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds)
+        return _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds, start, end)
 
 
 def _packets(container, streams, file):
@@ -236,7 +244,7 @@ def _packets(container, streams, file):
         yield packet
 
 
-def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds) -> DecodedClip:
+def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds, start=0.0, end=None) -> DecodedClip:
     fmt = container.format.name
     vstream = next(
         (s for s in container.streams.video if s.codec_context and not _is_attached_picture(s)),
@@ -253,13 +261,22 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
         raise MediaError(f"{file} is an image ({codec}), not a video or audio clip")
 
     origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+    # A [start, end) window: ``limit`` is its length; cutting at ``end`` is not a truncation.
+    limit = max_seconds if end is None else min(max_seconds, end - start)
+    cut_truncates = end is None or end - start > max_seconds
     sampler = None
     frame_step = None
-    window = max_seconds
+    window = limit
+    declared = None
     if vstream is not None:
         vstream.codec_context.thread_type = "AUTO"
         declared = _video_window(container, vstream, origin)
-        window = min(declared, max_seconds) if declared and declared > 0 else max_seconds
+        declared = declared - start if declared else None
+        window = min(declared, limit) if declared and declared > 0 else limit
+    if start > 0:
+        container.seek(int((origin + start) * av.time_base))  # the keyframe at or before start
+        origin += start
+    if vstream is not None:
         targets = (np.arange(num_frames) + 0.5) * (window / num_frames)
         sampler = _FrameSampler(targets)
         if vstream.average_rate:
@@ -267,7 +284,8 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
     resampler = av.AudioResampler(format="fltp", rate=sample_rate) if astream else None
     chunks: list[np.ndarray] = []
     audio_samples = 0
-    max_samples = int(round(max_seconds * sample_rate))
+    max_samples = int(round(limit * sample_rate))
+    skip = None  # audio samples decoded before ``start`` (pre-roll after a seek)
     video_done = vstream is None
     audio_done = astream is None
     truncated = False
@@ -292,18 +310,21 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
                 if time is None:
                     time = origin + sampler.count * (frame_step or 1.0 / 25)
                 rel = time - origin
-                if rel >= max_seconds - 1e-3:
-                    truncated, video_done = True, True
+                if rel >= limit - 1e-3:
+                    truncated, video_done = cut_truncates, True
                     break
                 if sampler.done and rel > sampler.targets[-1]:
                     video_done = True  # past the sampled window; only timing is left
                 sampler.add(frame, rel)
             else:
+                if skip is None:
+                    first = frame.time - origin if frame.time is not None else 0.0
+                    skip = max(0, int(round(-first * sample_rate)))
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
                     audio_samples += chunks[-1].shape[0]
-                if audio_samples > max_samples + _TRUNCATION_SLACK * sample_rate:
-                    truncated, audio_done = True, True
+                if audio_samples > (skip or 0) + max_samples + _TRUNCATION_SLACK * sample_rate:
+                    truncated, audio_done = truncated or cut_truncates, True
                     break
     if resampler is not None and not audio_done:
         for out in resampler.resample(None):
@@ -323,10 +344,13 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
         if shortfall > max(0.25, 0.1 * window):
             logger.warning("%s: video ends %.2f s before its declared end; it may be truncated", file, shortfall)
     if audio is not None:
-        audio = np.clip(audio[:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
-    duration = _duration(container, sampler, frame_step, audio, sample_rate, max_seconds)
+        audio = np.clip(audio[skip or 0 :][:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
+    duration = _duration(container, sampler, frame_step, audio, sample_rate, limit, start)
     if duration < min_seconds:
         raise MediaError(f"{file}: clip is {duration:.2f} s long; at least {min_seconds:g} s is needed")
+    if audio is not None and len(audio) < min_seconds * sample_rate:
+        seconds = len(audio) / sample_rate
+        raise MediaError(f"{file}: its audio is {seconds:.2f} s long; at least {min_seconds:g} s is needed")
     if truncated:
         logger.warning("%s is longer than %g s; only the first %g s are used", file, max_seconds, max_seconds)
     missing: dict[str, str] = {}
@@ -348,7 +372,7 @@ def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seco
     )
 
 
-def _duration(container, sampler, frame_step, audio, sample_rate, max_seconds) -> float:
+def _duration(container, sampler, frame_step, audio, sample_rate, max_seconds, start=0.0) -> float:
     """Decoded extent in seconds, capped by the container's own duration and max_seconds."""
     extent = 0.0
     if sampler is not None and sampler.last_time is not None:
@@ -357,7 +381,7 @@ def _duration(container, sampler, frame_step, audio, sample_rate, max_seconds) -
     if audio is not None:
         extent = max(extent, audio.shape[0] / sample_rate)
     if container.duration and container.duration > 0:
-        extent = min(extent, container.duration / av.time_base)
+        extent = min(extent, container.duration / av.time_base - start)
     return float(min(extent, max_seconds))
 
 

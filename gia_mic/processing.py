@@ -134,13 +134,17 @@ class GiaMicProcessor:
             component.save_pretrained(str(Path(directory) / COMPONENT_DIRS[m]))
 
     # ------------------------------------------------------------------ single inputs
-    def decode(self, path: str | Path) -> Any:
-        """Decodes a media file with the config's frame count, sample rate and limits."""
+    def decode(self, path: str | Path, *, start: float = 0.0, end: float | None = None) -> Any:
+        """Decodes a media file with the config's frame count, sample rate and limits.
+
+        ``start``/``end`` (seconds) decode only that window of the file, e.g. one utterance
+        of a long dialog recording.
+        """
         from gia_mic.media import decode_clip
 
         c = self.config
         return decode_clip(path, num_frames=c.num_frames, sample_rate=c.sample_rate,
-                           min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds)
+                           min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds, start=start, end=end)
 
     def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono, resampled, length-checked float32 waveform for an array input."""

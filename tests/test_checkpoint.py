@@ -1,0 +1,148 @@
+"""Checkpoints: self-contained, bit-identical reload, strict keys, pickle refusal, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from gia_mic import GiaMicForEmotionRecognition
+from gia_mic.checkpoint import CheckpointError, resolve
+from tests.conftest import random_inputs
+
+
+def logits_of(model, seed=0):
+    frames, audio, text = random_inputs(np.random.default_rng(seed), 2, seconds=(1.0, 1.7), texts=("so happy", "no"))
+    with torch.no_grad():
+        return model(**model.processor(frames=frames, audio=audio, text=text)).logits
+
+
+def test_checkpoint_is_self_contained(tiny_checkpoint):
+    names = sorted(p.name for p in tiny_checkpoint.iterdir())
+    assert {"config.json", "model.safetensors", "tokenizer", "image_processor", "feature_extractor"} <= set(names)
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert set(config["encoder_configs"]) == {"video", "audio", "text"}
+    assert config["encoder_configs"]["audio"]["model_type"] == "wavlm"
+    weights = load_file(str(tiny_checkpoint / "model.safetensors"))
+    assert any(k.startswith("encoders.audio.model.") for k in weights)
+    assert any(k.startswith("encoders.video.model.") for k in weights)
+    assert not any(p.suffix in (".bin", ".pt", ".pth", ".pkl") for p in tiny_checkpoint.rglob("*"))
+
+
+def test_reload_gives_bit_identical_logits(tiny_model, tiny_checkpoint):
+    again = GiaMicForEmotionRecognition.from_pretrained(tiny_checkpoint)
+    assert torch.equal(logits_of(tiny_model), logits_of(again))
+
+
+def test_fp16_storage_restores_compute_dtype(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert load_file(str(tmp_path / "half" / "model.safetensors"))["classifier.0.weight"].dtype == torch.float16
+    again = GiaMicForEmotionRecognition.from_pretrained(tmp_path / "half")
+    assert again.classifier[0].weight.dtype == torch.float32
+    torch.testing.assert_close(logits_of(again), logits_of(tiny_model), atol=5e-3, rtol=1e-2)
+
+
+def copy_ckpt(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_and_unexpected_keys_are_named(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    state = load_file(str(ckpt / "model.safetensors"))
+    state.pop("classifier.0.bias")
+    state["extra.weight"] = torch.zeros(2)
+    save_file(state, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing keys: classifier\.0\.bias.*unexpected keys: extra\.weight"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_shape_mismatch_is_named(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    state = load_file(str(ckpt / "model.safetensors"))
+    state["classifier.3.weight"] = torch.zeros(7, 32)
+    save_file(state, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"shape mismatches: classifier\.3\.weight"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_truncated_weights(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    data = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors file"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_wrong_file_as_weights(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    (ckpt / "model.safetensors").write_text("this is not a tensor file")
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors file"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_weights_of_another_config_are_refused(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["use_mir"] = False
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="unexpected keys: mig"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_pickle_weights_are_refused(tiny_checkpoint, tmp_path):
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    os.remove(ckpt / "model.safetensors")
+    (ckpt / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(CheckpointError, match=r"pickle weights \(pytorch_model\.bin\).*refused"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_config_with_unknown_field(tiny_checkpoint, tmp_path):
+    from gia_mic import ConfigError
+
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["gate_kernel"] = 3
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="unknown config field.*'gate_kernel'"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        GiaMicForEmotionRecognition.from_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="neither a checkpoint directory nor a Hub repo id"):
+        GiaMicForEmotionRecognition.from_pretrained(tmp_path / "missing" / "dir")
+
+
+def test_offline_without_cache_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CheckpointError, match=r"cannot load 'someone/gia-mic-x'.*offline.*no cached copy.*Fix:"):
+        resolve("someone/gia-mic-x", cache_dir=str(tmp_path / "cache"))
+
+
+def test_save_is_atomic_and_leaves_no_partial_files(tiny_model, tmp_path, monkeypatch):
+    target = tmp_path / "ckpt"
+    tiny_model.save_pretrained(target)
+    before = (target / "model.safetensors").read_bytes()
+
+    import gia_mic.checkpoint as ck
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ck, "save_weights", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        tiny_model.save_pretrained(target)
+    assert (target / "model.safetensors").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
