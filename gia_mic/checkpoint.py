@@ -87,7 +87,7 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
                                   "pickle files can run code when loaded and are refused; convert them to safetensors")
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
     try:
-        return load_file(str(weights))
+        return dequantize(load_file(str(weights)))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is truncated or not a safetensors file ({err}); re-download or re-save it") from None
 
@@ -128,12 +128,43 @@ def write_directory(directory: Path, writer) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None = None) -> None:
-    """Writes every parameter and buffer as safetensors (shared tensors stored once per key)."""
+SCALE_SUFFIX = ".__int8_row_scale__"
+QUANTIZE_MIN_ELEMENTS = 65_536
+
+
+def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None = None,
+                 quantize: str | None = None) -> None:
+    """Writes every parameter and buffer as safetensors.
+
+    Args:
+        model: The module to save.
+        path: Target ``.safetensors`` file.
+        dtype: Optional storage dtype for floating tensors (e.g. ``torch.float16``).
+        quantize: ``"int8"`` stores each large 2-D weight as int8 with one float scale per
+            row (symmetric, absmax / 127); ``read_weights`` restores float tensors.
+    """
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu")
+        if quantize and v.is_floating_point() and v.ndim == 2 and v.numel() >= QUANTIZE_MIN_ELEMENTS:
+            scale = v.float().abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (rows,)
+            state[k] = torch.round(v.float() / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            state[k + SCALE_SUFFIX] = scale.to(dtype or torch.float32).contiguous()
+            continue
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         state[k] = v.clone().contiguous()
     save_file(state, str(path), metadata={"format": "pt"})
+
+
+def dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Turns int8 + row-scale pairs written by ``save_weights(quantize="int8")`` back into floats."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        scale = state.get(k + SCALE_SUFFIX)
+        out[k] = v.float() * scale.float()[:, None] if scale is not None else v
+    return out

@@ -272,7 +272,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         return model
 
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None,
-                        config: object = None, repo_id: str | None = None, push_to_hub: bool = False,
+                        quantize: str | None = None, config: object = None, repo_id: str | None = None, push_to_hub: bool = False,
                         model_card_kwargs: dict | None = None, **push_to_hub_kwargs: object) -> str | None:
         """Writes ``config.json``, ``model.safetensors`` and the processor folders atomically.
 
@@ -280,6 +280,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             save_directory: Target folder (created if needed).
             dtype: Optional storage dtype for floating weights (e.g. ``torch.float16``);
                 loading restores the compute dtype.
+            quantize: ``"int8"`` also stores large 2-D weights as int8 with per-row scales
+                (about a quarter of float32); loading dequantizes them.
             config: Ignored (the model's own config is always written); kept for the mixin.
             repo_id: Hub repo for ``push_to_hub``.
             push_to_hub: Also upload to ``repo_id``.
@@ -289,7 +291,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         from gia_mic.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_weights, write_directory
 
         def write(staging: Path) -> None:
-            save_weights(self, staging / WEIGHTS_NAME, dtype)
+            save_weights(self, staging / WEIGHTS_NAME, dtype, quantize)
             if self.processor is not None:
                 self.processor.save_pretrained(staging)
             self.config.to_json_file(staging / CONFIG_NAME)

@@ -146,3 +146,19 @@ def test_save_is_atomic_and_leaves_no_partial_files(tiny_model, tmp_path, monkey
         tiny_model.save_pretrained(target)
     assert (target / "model.safetensors").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_int8_storage_is_smaller_and_close(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "f32")
+    tiny_model.save_pretrained(tmp_path / "q8", dtype=torch.float16, quantize="int8")
+    small = (tmp_path / "q8" / "model.safetensors").stat().st_size
+    big = (tmp_path / "f32" / "model.safetensors").stat().st_size
+    assert small < 0.4 * big
+    stored = load_file(str(tmp_path / "q8" / "model.safetensors"))
+    assert stored["encoders.text.model.embeddings.word_embeddings.weight"].dtype == torch.int8
+    again = GiaMicForEmotionRecognition.from_pretrained(tmp_path / "q8")
+    weight = again.encoders["text"].model.embeddings.word_embeddings.weight
+    reference = tiny_model.encoders["text"].model.embeddings.word_embeddings.weight
+    assert weight.dtype == torch.float32
+    assert (weight - reference).abs().max() <= reference.abs().max() / 127
+    torch.testing.assert_close(logits_of(again), logits_of(tiny_model), atol=2e-2, rtol=5e-2)
