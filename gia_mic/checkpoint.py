@@ -61,10 +61,18 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None, **hub_kwar
         raise CheckpointError(f"checkpoint not found: {name!r} is neither a checkpoint directory nor a Hub "
                               "repo id of the form 'org/name'")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return Path(snapshot_download(name, revision=revision, allow_patterns=ALLOW_PATTERNS, **hub_kwargs))
+    except RevisionNotFoundError:
+        raise CheckpointError(f"model repo {name!r} has no revision {revision!r} (a branch, tag or commit); "
+                              "check the branch name, e.g. 'main' or 'fold-1'") from None
     except RepositoryNotFoundError:
         raise CheckpointError(f"no model repo {name!r} on the Hub (or it is private: log in with `hf auth login`)") from None
     except LocalEntryNotFoundError:

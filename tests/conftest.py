@@ -52,3 +52,22 @@ def cremad_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data/cremad is absent (a fresh clone): real-clip test skipped")
     return path
+
+
+# ---------------------------------------------------------------------------- Hub test server
+HUB_TOKEN = "hf_TESTonlyTOKEN0123456789abcdefNEVERonDISK"
+"""The fake token the test Hub accepts; tests assert it is sent as a Bearer header and never written."""
+
+
+@pytest.fixture()
+def hub_server(tmp_path_factory):
+    """An empty Hub-compatible server on 127.0.0.1 (``tests/hub_server.py``) with its own ``HF_HOME``.
+
+    Attributes: ``endpoint``, ``repos``, ``requests``, ``token``, ``home``. Run client code with
+    ``hub_server.run_python(code)`` or ``hub_server.run_python(module="train.publish", args=(...))``:
+    a subprocess whose HF_ENDPOINT / HF_TOKEN / HF_HOME point at this server (``client_env``).
+    """
+    from tests.hub_server import HubServer
+
+    with HubServer(token=HUB_TOKEN, home=tmp_path_factory.mktemp("hf_home")) as hub:
+        yield hub

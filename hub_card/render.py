@@ -1,0 +1,298 @@
+"""Builds the model card's values from plain dicts and renders the Jinja template.
+
+Everything the card says comes from three plain values: the model config (``config.json``),
+the training config (``train_config.yaml``) and the results (``results.json``). Nothing here
+imports torch or ``gia_mic``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(__file__).parent / "templates"
+PAPER = "arXiv:2506.00865"
+CODE_LICENSE = "apache-2.0"
+TAGS = ["gia-mic", "emotion-recognition", "multimodal", "arxiv:2506.00865"]
+
+# Licence and provenance of the corpora this project knows (see DATA.md); others are shown as given.
+KNOWN_DATASETS: dict[str, dict[str, Any]] = {
+    "iemocap": {"name": "IEMOCAP", "license": "other", "acted": True, "sessions": 5,
+                "license_note": "USC IEMOCAP release agreement: research use only, no redistribution",
+                "url": "https://sail.usc.edu/iemocap/"},
+    "ravdess": {"name": "RAVDESS", "license": "cc-by-nc-sa-4.0", "acted": True,
+                "url": "https://zenodo.org/records/1188976"},
+    "meld": {"name": "MELD", "license": "gpl-3.0", "acted": True, "url": "https://affective-meld.github.io/",
+             "note": "dialogue from the TV series Friends"},
+    "cremad": {"name": "CREMA-D", "license": "odbl", "acted": True,
+               "url": "https://github.com/CheyneyComputerScience/CREMA-D"},
+    "synthetic": {"name": "Synthetic clips generated in code (`train.data`)", "synthetic": True},
+}
+_DATASET_FIELDS = {"name": None, "license": None, "license_note": None, "url": None, "note": None, "acted": False,
+                   "sessions": None, "synthetic": False}
+_ALIASES = {"crema-d": "cremad", "crema_d": "cremad"}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_MODALITY_TAG = {
+    # The Hub has no multimodal-classification task. A clip with video is a video file with its
+    # sound (what `gia-mic predict clip.mp4` takes), so "video-classification" describes the input
+    # best; without video the input is a speech clip (plus its transcript), i.e. audio
+    # classification; text alone is text classification.
+    "video": "video-classification",
+    "audio": "audio-classification",
+    "text": "text-classification",
+}
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes repeated values in full (no ``&id001`` anchors in the front matter)."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        """Never use an alias."""
+        return True
+
+
+def pipeline_tag(modalities: list[str]) -> str:
+    """The Hub task that best names a checkpoint trained with ``modalities``."""
+    for m in ("video", "audio", "text"):
+        if m in modalities:
+            return _MODALITY_TAG[m]
+    raise ValueError(f"no known modality in {modalities}")
+
+
+def _dataset_entries(train_config: dict, extra: dict) -> list[dict[str, Any]]:
+    """Datasets from ``extra["datasets"]``, else the training config's ``data`` section.
+
+    ``train.config.DataConfig`` names its source (``iemocap``, ``manifest`` with a CSV path,
+    ``synthetic``); a manifest is recognised by a known corpus name in its path.
+    """
+    data = train_config.get("data") or {}
+    names = extra.get("datasets") or data.get("datasets") or data.get("dataset")
+    if not names:
+        source = str(data.get("source") or "")
+        if source == "manifest":
+            manifest = str(data.get("manifest") or "").lower()
+            known = [k for k in (*KNOWN_DATASETS, *_ALIASES) if k in manifest]
+            names = known[:1] or ([Path(manifest).stem] if manifest else [])
+        else:
+            names = [source] if source else []
+    if isinstance(names, str):
+        names = [names]
+    entries = []
+    for raw in names:
+        key = _ALIASES.get(str(raw).lower(), str(raw).lower())
+        entries.append({**_DATASET_FIELDS, "id": key, **KNOWN_DATASETS.get(key, {"name": str(raw)})})
+    return entries
+
+
+def _fold_key(fold: object) -> tuple:
+    """Natural order of fold names (``"2"`` before ``"10"``)."""
+    return (0, int(fold), "") if str(fold).isdigit() else (1, 0, str(fold))
+
+
+def _rows(items: object, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Dict rows with every key of ``keys`` present (``None`` when missing)."""
+    return [{k: None for k in keys} | item for item in (items or []) if isinstance(item, dict)]
+
+
+def _folds(results: dict) -> list[dict[str, Any]]:
+    folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall"))
+    return sorted(folds, key=lambda f: _fold_key(f["fold"]))
+
+
+def _protocol(train_config: dict, results: dict, datasets: list[dict], extra: dict) -> str | None:
+    data = train_config.get("data") or {}
+    given = extra.get("protocol") or data.get("protocol")
+    if given:
+        return str(given)
+    n = len(_folds(results))
+    if n <= 1:
+        return "speaker-independent held-out split" if results else None
+    if len(datasets) == 1 and datasets[0]["id"] == "iemocap" and len(data.get("iemocap_sessions") or range(5)) == n:
+        return f"{n}-fold leave-one-session-out"
+    return f"{n}-fold speaker-independent cross-validation"
+
+
+def _label_map(data: dict) -> dict[str, list[str]]:
+    """``{model label: [raw names]}`` from ``raw -> label`` (the trainer's form) or ``label -> [raw]``."""
+    out: dict[str, list[str]] = {}
+    for key, value in (data.get("label_map") or {}).items():
+        if isinstance(value, str):
+            out.setdefault(value, []).append(str(key))
+        else:
+            out.setdefault(str(key), []).extend(str(v) for v in value)
+    return out
+
+
+def _ablations(extra: dict, results: dict) -> list[dict[str, Any]]:
+    """Rows ``{"name", "wa", "ua", "macro_f1"}`` from a list, or ``ablations.json`` (``{name: {"mean": ...}}``)."""
+    given = extra.get("ablations") or results.get("ablations") or []
+    if isinstance(given, dict):
+        given = [{"name": name, **(r.get("mean") or {})} for name, r in given.items() if isinstance(r, dict)]
+    return [a | {"name": a["name"] or a["variant"]} for a in _rows(given, ("name", "variant", "wa", "ua", "macro_f1"))]
+
+
+def _license(train_config: dict, datasets: list[dict], extra: dict) -> tuple[str, str | None]:
+    """``(license id, licence name when "other")`` of the weights."""
+    given = extra.get("license") or train_config.get("license")
+    if given:
+        return str(given), extra.get("license_name")
+    datasets = [d for d in datasets if not d["synthetic"]]
+    licences = {d["license"] for d in datasets if d.get("license")}
+    if not datasets:
+        return CODE_LICENSE, None
+    if len(licences) == 1 and len(datasets) == len([d for d in datasets if d.get("license")]):
+        only = licences.pop()
+        return only, (f"{datasets[0]['id']}-derived" if only == "other" else None)
+    return "other", "derived-from-training-data"
+
+
+def _encoders(cfg: dict) -> list[dict[str, Any]]:
+    rows = []
+    for m in cfg.get("modalities") or []:
+        ident = cfg.get(f"{m}_encoder")
+        rows.append({"modality": m, "id": ident, "revision": cfg.get(f"{m}_encoder_revision") or "main",
+                     "frozen": bool(cfg.get(f"freeze_{m}_encoder", False)),
+                     "hub": bool(ident and _HUB_ID.match(ident) and not Path(ident).exists())})
+    return rows
+
+
+def _stats(results: dict) -> tuple[dict, dict]:
+    folds = _folds(results)
+    mean, std = dict(results.get("mean") or {}), dict(results.get("std") or {}) if len(folds) != 1 else {}
+    for key in ("wa", "ua", "macro_f1"):  # fill what results.json left out, from the folds
+        values = [f[key] for f in folds if isinstance(f.get(key), (int, float))]
+        if key not in mean and values:
+            mean[key] = sum(values) / len(values)
+        if key not in std and len(folds) > 1 and len(values) > 1:
+            mu = sum(values) / len(values)
+            std[key] = (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5
+    return mean, std
+
+
+def _per_class(results: dict, labels: list[str]) -> list[dict[str, Any]]:
+    """Mean recall per class over the folds that report it."""
+    rows = []
+    for label in labels:
+        values = [f["per_class_recall"][label] for f in _folds(results)
+                  if isinstance(f.get("per_class_recall"), dict)
+                  and isinstance(f["per_class_recall"].get(label), (int, float))]
+        if values:
+            rows.append({"label": label, "recall": sum(values) / len(values), "n": len(values)})
+    return rows
+
+
+def _metric_list(entry: dict) -> list[dict[str, Any]]:
+    metrics = []
+    for key, mtype, name in (("wa", "accuracy", "WA (weighted accuracy)"),
+                             ("ua", "recall", "UA (unweighted average recall)"),
+                             ("macro_f1", "f1", "macro F1")):
+        if isinstance(entry.get(key), (int, float)):
+            metrics.append({"type": mtype, "value": round(float(entry[key]), 4), "name": name})
+    return metrics
+
+
+def model_index(name: str, task: str, datasets: list[dict], protocol: str | None, results: dict,
+                n_labels: int) -> list[dict[str, Any]] | None:
+    """``model-index`` with WA / UA (/ macro F1) per fold and the mean over folds."""
+    folds, (mean, _) = _folds(results), _stats(results)
+    if not (folds or mean) or not datasets or datasets[0]["synthetic"]:  # no benchmark claim on generated data
+        return None
+    dataset = datasets[0]
+    ds = {"type": dataset["id"], "name": f"{dataset['name']} ({n_labels}-class{', ' + protocol if protocol else ''})"}
+    task_entry = {"type": task, "name": "Multimodal emotion recognition"}
+    entries = []
+    if len(folds) > 1:
+        for f in folds:
+            if metrics := _metric_list(f):
+                entries.append({"task": task_entry, "dataset": {**ds, "split": f"fold {f['fold']}"}, "metrics": metrics})
+    if metrics := _metric_list(mean):
+        split = f"mean over {len(folds)} folds" if len(folds) > 1 else "validation"
+        entries.append({"task": task_entry, "dataset": {**ds, "split": split}, "metrics": metrics})
+    return [{"name": name, "results": entries}] if entries else None
+
+
+def build_context(model_config: dict, train_config: dict | None = None, results: dict | None = None, *,
+                  repo_id: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """Every value the template shows; sections are dropped by the template when empty."""
+    train_config, results, extra = train_config or {}, results or {}, extra or {}
+    cfg = model_config
+    labels, modalities = list(cfg.get("labels") or []), list(cfg.get("modalities") or [])
+    datasets = _dataset_entries(train_config, extra)
+    protocol = _protocol(train_config, results, datasets, extra)
+    license_id, license_name = _license(train_config, datasets, extra)
+    name = extra.get("model_name") or (repo_id.split("/")[-1] if repo_id else "gia-mic")
+    task = pipeline_tag(modalities)
+    encoders = _encoders(cfg)
+    mean, std = _stats(results)
+    front: dict[str, Any] = {"library_name": "gia-mic", "pipeline_tag": task, "license": license_id}
+    if license_name:
+        front["license_name"] = license_name
+    front["tags"] = TAGS + [m for m in modalities]
+    if base := [e["id"] for e in encoders if e["hub"]]:
+        front["base_model"] = base
+    if real := [d["id"] for d in datasets if not d["synthetic"]]:
+        front["datasets"] = real
+    if index := model_index(name, task, datasets, protocol, results, len(labels)):
+        front["model-index"] = index
+    settings = {**(train_config.get("optim") or {}),
+                **{k: train_config[k] for k in ("seed", "mixed_precision") if k in train_config}}
+    optim = {k: ", ".join(map(str, v)) if isinstance(v, list) and all(isinstance(x, (int, float, str)) for x in v) else v
+             for k, v in settings.items()}
+    optim = {k: v for k, v in optim.items() if isinstance(v, (int, float, str, bool))}
+    data = train_config.get("data") or {}
+    return {
+        "front_matter": yaml.dump(front, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True),
+        "name": name, "repo_id": repo_id or "ORG/NAME", "labels": labels, "modalities": modalities,
+        "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
+        "split": data.get("split"), "label_map": _label_map(data), "license": license_id,
+        "folds": _folds(results), "mean": mean, "std": std, "per_class": _per_class(results, labels),
+        "ablations": _ablations(extra, results),
+        "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
+        "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
+        "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
+        "acted": any(d["acted"] for d in datasets), "synthetic": any(d["synthetic"] for d in datasets),
+        "real_data": any(not d["synthetic"] for d in datasets),
+    }
+
+
+def _pct(value: object) -> str:
+    return f"{100 * float(value):.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def _md(value: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(pct=_pct, md=_md)
+    return env
+
+
+def render_model_card(model_config: dict, train_config: dict | None = None, results: dict | None = None, *,
+                      repo_id: str | None = None, extra: dict | None = None) -> str:
+    """Renders ``templates/model_card.md.j2`` into a README.md with YAML front matter.
+
+    Args:
+        model_config: The ``GiaMicConfig`` dict (``config.json``).
+        train_config: ``train_config.yaml`` as a dict (``model``, ``data``, ``optim`` sections).
+        results: ``results.json`` as a dict (``folds``, ``mean``, ``std``; fractions in [0, 1]).
+        repo_id: ``org/name`` used in the usage snippets (``ORG/NAME`` when not given).
+        extra: Optional values: ``datasets``, ``protocol``, ``license``, ``model_name``,
+            ``ablations`` (``[{"name", "wa", "ua", "macro_f1"}]`` or ``ablations.json``'s
+            ``{name: {"mean": ...}}``), ``fold`` (this checkpoint's
+            fold), ``revision``, ``best_fold``, ``revisions`` (``[{"name", "fold", "ua"}]``),
+            ``plots`` (paths in the repo).
+
+    Returns:
+        The card's text. Sections without data are left out.
+    """
+    text = _environment().get_template("model_card.md.j2").render(
+        **build_context(model_config, train_config, results, repo_id=repo_id, extra=extra))
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -1,0 +1,134 @@
+"""The model card: front matter, model-index, sections that appear only with data, offline checks, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from hub_card import CardError, check_card, pipeline_tag, render_model_card
+from hub_card.__main__ import main as card_cli
+from tests.hub_server import validate_card_yaml
+
+
+@pytest.fixture(scope="module")
+def model_config():
+    from gia_mic import GiaMicConfig
+
+    cfg = GiaMicConfig.from_preset("tiny").to_dict()
+    cfg["audio_encoder"] = "microsoft/wavlm-large"  # one Hub id, two carried configs
+    return cfg
+
+
+def fold(k, ua):
+    return {"fold": k, "wa": ua - 0.01, "ua": ua, "macro_f1": ua - 0.02, "epochs": 7 + k, "confusion": [[1, 0], [0, 1]],
+            "per_class_recall": {"neutral": 0.5, "happy": 0.6, "angry": 0.7, "sad": 0.8}}
+
+
+RESULTS = {"folds": [fold(k, ua) for k, ua in zip(range(1, 6), (0.61, 0.64, 0.70, 0.66, 0.63))],
+           "mean": {"wa": 0.638, "ua": 0.648, "macro_f1": 0.628}, "std": {"wa": 0.03, "ua": 0.031, "macro_f1": 0.029}}
+TRAIN = {"data": {"dataset": "iemocap", "label_map": {"happy": ["happy", "excited"]}},
+         "optim": {"lr": 5e-5, "batch_size": 8, "epochs": 30, "schedule": {"nested": "dropped"}}}
+
+
+def front(text):
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def headers(text):
+    return [line for line in text.splitlines() if line.startswith("#")]
+
+
+def test_minimal_card_has_no_empty_sections(model_config):
+    text = render_model_card(model_config)
+    check_card(text)
+    assert headers(text) == ["# gia-mic", "## Labels", "## Inputs", "## Usage", "## Intended use and limitations",
+                             "## Licences", "## Citation"]
+    meta = front(text)
+    assert meta["library_name"] == "gia-mic" and meta["license"] == "apache-2.0"
+    assert "model-index" not in meta and "datasets" not in meta
+    assert "ORG/NAME" in text and "\n\n\n" not in text
+
+
+def test_front_matter_fields(model_config):
+    meta = front(render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo"))
+    assert meta["pipeline_tag"] == "video-classification"
+    assert {"emotion-recognition", "multimodal", "arxiv:2506.00865"} <= set(meta["tags"])
+    assert meta["base_model"] == ["microsoft/wavlm-large"]  # carried configs (id None) are skipped
+    assert meta["datasets"] == ["iemocap"]
+    assert meta["license"] == "other" and meta["license_name"] == "iemocap-derived"
+
+
+def test_model_index_has_every_fold_and_the_mean(model_config):
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo")
+    name, results = model_index_to_eval_results(front(text)["model-index"])
+    assert name == "emo"
+    splits = sorted({r.dataset_split for r in results})
+    assert splits == ["fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean over 5 folds"]
+    assert {r.dataset_name for r in results} == {"IEMOCAP (4-class, 5-fold leave-one-session-out)"}
+    mean_ua = [r.metric_value for r in results if r.dataset_split.startswith("mean") and r.metric_type == "recall"]
+    assert mean_ua == [0.648]
+    card = check_card(text)
+    assert len(card.data.eval_results) == 18  # 6 entries x (WA, UA, macro F1)
+    assert validate_card_yaml(text, "model") == ([], [])  # what the test Hub's /api/validate-yaml says
+
+
+def test_results_ablations_and_revisions_render(model_config):
+    extra = {"fold": 3, "best_fold": 3, "ablations": [{"name": "w/o MIC", "wa": 0.6, "ua": 0.62}],
+             "revisions": [{"name": "fold-1", "fold": 1, "ua": 0.61}], "plots": ["curves.png"]}
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo", extra=extra)
+    assert {"## Results", "## Ablations", "## Training data", "## Training procedure",
+            "### Other checkpoints in this repo"} <= set(headers(text))
+    assert "| 3 (this checkpoint) | 69.00 | 70.00 | 68.00 | 10 |" in text
+    assert "| **mean ± std** | 63.80 ± 3.00 | 64.80 ± 3.10 | 62.80 ± 2.90 | |" in text
+    assert "| w/o MIC | 60.00 | 62.00 | – |" in text
+    assert "5-fold leave-one-session-out" in text and "`happy` ← happy, excited" in text
+    assert "fold with the highest UA" in text and "![curves.png](curves.png)" in text
+    assert "schedule" not in text  # only scalar optimiser settings are shown
+
+
+def test_usage_and_responsible_use(model_config):
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo", extra={"revision": "fold-2"})
+    assert 'EmotionRecognizer.from_pretrained("org/emo", revision="fold-2")' in text
+    assert "gia-mic predict clip.mp4 --model org/emo --revision fold-2" in text
+    for word in ("surveillance", "hiring", "policing", "border control", "diagnosis", "not consented", "acted"):
+        assert word in text
+    assert "@inproceedings{he2025giamic" in text and "Toda, Tomoki" in text and "2506.00865" in text
+
+
+def test_pipeline_tag_follows_the_modalities(model_config):
+    assert pipeline_tag(["audio", "text"]) == "audio-classification"
+    assert pipeline_tag(["text"]) == "text-classification"
+    cfg = {**model_config, "modalities": ["audio"]}
+    text = render_model_card(cfg)
+    assert front(text)["pipeline_tag"] == "audio-classification"
+    assert "**video**" not in text and "**text**" not in text and "Whisper" not in text
+
+
+def test_check_card_rejects_bad_metadata():
+    with pytest.raises(CardError, match="(?i)model.index.*(parse|type)"):
+        check_card("---\nlibrary_name: gia-mic\npipeline_tag: x\nlicense: mit\ntags: [arxiv:2506.00865]\n"
+                   "model-index:\n- name: x\n  results:\n  - task: {}\n---\n")
+    with pytest.raises(CardError, match="missing front-matter field 'license'"):
+        check_card("---\nlibrary_name: gia-mic\npipeline_tag: x\ntags: [arxiv:2506.00865]\n---\n# hi\n")
+    errors, _ = validate_card_yaml("---\ntags: [1, {a: b}]\nmodel-index: [{name: x}]\n---\n", "model")
+    assert len(errors) == 2
+
+
+def test_cli_renders_a_checked_card(tmp_path, model_config):
+    ckpt = tmp_path / "best"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps(model_config))
+    (tmp_path / "results.json").write_text(json.dumps(RESULTS))
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump({"model": model_config, **TRAIN}))
+    out = tmp_path / "README.md"
+    assert card_cli(["render", "--model-dir", str(ckpt), "--results", str(tmp_path / "results.json"),
+                     "--train-config", str(tmp_path / "train_config.yaml"), "--repo-id", "org/emo",
+                     "--out", str(out)]) == 0
+    card = ModelCard.load(out)
+    assert card.data.library_name == "gia-mic" and len(card.data.eval_results) == 18
+    with pytest.raises(SystemExit, match="does not exist"):
+        card_cli(["render", "--model-dir", str(tmp_path / "nope"), "--out", str(out)])
