@@ -8,6 +8,7 @@ re-runs only the fusion, so a UI can change modalities or the transcript cheaply
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ class PreparedClip:
     duration: float | None
     transcript: Transcript
     missing: dict[str, str]
+    truncated: bool = False
     encoded: dict[str, EncoderOutput] = field(default_factory=dict)
     text_tokens: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -145,30 +147,34 @@ class EmotionRecognizer:
 
     # ------------------------------------------------------------------ stage 1-3: decode, transcript, encode
     def _decode(self, video: str | Path | None, audio: AudioInput, timings: dict[str, float]) -> tuple[
-            np.ndarray | None, np.ndarray | None, np.ndarray | None, float | None, dict[str, str]]:
+            np.ndarray | None, np.ndarray | None, np.ndarray | None, float | None, dict[str, str], bool]:
         frames = frame_times = waveform = duration = None
         missing: dict[str, str] = {}
+        truncated = False
         with _timer(timings, "decode"):
             if video is not None:
                 clip: DecodedClip = self.processor.decode(video)
                 frames, frame_times, waveform, duration = clip.frames, clip.frame_times, clip.audio, clip.duration
                 missing.update(clip.missing)
+                truncated = clip.truncated
             if isinstance(audio, (str, Path)):
                 clip = self.processor.decode(audio)
                 waveform, duration = clip.audio, duration or clip.duration
+                truncated = truncated or clip.truncated
                 if waveform is None:
                     raise InputError(f"{audio} has no audio track")
                 missing.pop("audio", None)
             elif audio is not None:
                 array, rate = audio if isinstance(audio, tuple) else (audio, self.config.sample_rate)
                 waveform = self.processor.prepare_waveform(array, rate)
+                truncated = truncated or len(np.asarray(array).reshape(-1)) / max(rate, 1) > self.config.max_audio_seconds + 1.0
                 duration = duration or len(waveform) / self.config.sample_rate
                 missing.pop("audio", None)
         if frames is None:
             missing.setdefault("video", "no video given")
         if waveform is None:
             missing.setdefault("audio", "no audio given")
-        return frames, frame_times, waveform, duration, missing
+        return frames, frame_times, waveform, duration, missing, truncated
 
     def prepare(self, *, video: str | Path | None = None, audio: AudioInput = None, text: str | bytes | None = None,
                 modalities: object = None) -> PreparedClip:
@@ -181,7 +187,7 @@ class EmotionRecognizer:
         clips = []
         for item in items:
             timings: dict[str, float] = {}
-            frames, times, wave, duration, missing = self._decode(item.get("video"), item.get("audio"), timings)
+            frames, times, wave, duration, missing, truncated = self._decode(item.get("video"), item.get("audio"), timings)
             transcript = Transcript(None, "missing", "text not requested")
             if "text" in wanted:
                 given = clean_text(item.get("text"))
@@ -190,7 +196,7 @@ class EmotionRecognizer:
                     transcript = resolve_transcript(given, wave, asr)
             if transcript.text is None:
                 missing["text"] = transcript.reason or "no transcript"
-            clips.append(PreparedClip(frames, times, wave, duration, transcript, missing, timings_ms=timings))
+            clips.append(PreparedClip(frames, times, wave, duration, transcript, missing, truncated, timings_ms=timings))
         self._encode(clips, wanted)
         return clips
 
@@ -237,16 +243,18 @@ class EmotionRecognizer:
         Args:
             clip: From ``prepare``.
             modalities: Subset to use (default: every trained modality available).
-            text: A replacement transcript; only the text encoder re-runs.
+            text: A replacement transcript; only the text encoder re-runs (``clip`` itself is
+                never modified, so it can be cached and reused).
             explain: Also compute per-modality contributions (leave-one-out fusions).
         """
         wanted = self.check_modalities(modalities)
         timings = dict(clip.timings_ms)
         if text is not None and clean_text(text) != clip.transcript.text and "text" in wanted:
             new = self.prepare(text=text, modalities=["text"])
-            clip.encoded = {**{k: v for k, v in clip.encoded.items() if k != "text"}, **new.encoded}
-            clip.transcript, clip.text_tokens = new.transcript, new.text_tokens
-            clip.missing.pop("text", None)
+            missing = {k: v for k, v in clip.missing.items() if k != "text"}
+            clip = dataclasses.replace(clip, encoded={**{k: v for k, v in clip.encoded.items() if k != "text"},
+                                                      **new.encoded},
+                                       transcript=new.transcript, text_tokens=new.text_tokens, missing=missing)
             timings["encoder_text"] = new.timings_ms.get("encoder_text", 0.0)
         use = [m for m in wanted if m in clip.encoded]
         if not use:

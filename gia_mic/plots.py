@@ -3,13 +3,21 @@
 Every function returns a ``matplotlib.figure.Figure`` built with the object API: it is
 never registered with pyplot, so nothing has to be closed and threads do not share
 figure state; it is freed with its last reference.
+
+Contents: GIA gate heat maps (``plot_gates``), training figures (``plot_confusion``,
+``plot_training_curves``) and ``save_figure`` (atomic PNG).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 GATE_ORDER: tuple[tuple[str, str], ...] = (
@@ -22,7 +30,8 @@ GATE_ORDER: tuple[tuple[str, str], ...] = (
 GATE_CAPTION = (
     "Each panel is one gate G(A<-B) of the GIA block: how far B's information is let into A. "
     "Columns are A's tokens (time in seconds for video and speech, subwords for text); rows are "
-    "channels. Bright = gate open (1), dark = closed (0); all six panels share one colour scale."
+    "channels (or channel groups). Brighter = more open (towards 1), darker = more closed (towards 0); "
+    "all six panels share one colour scale, fitted to this clip's range."
 )
 """How to read ``plot_gates``; shown under the figure by the app."""
 
@@ -103,4 +112,89 @@ def plot_gates(gates: Mapping[str, np.ndarray], gate_axes: Mapping[str, Sequence
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="gate value (shared scale)")
     fig.suptitle(title or "GIA gates: how much each modality lets the other in", fontsize=12)
+    return fig
+
+
+# ---------------------------------------------------------------------- training figures
+def new_figure(*, figsize: tuple[float, float] = (5.0, 4.0), ncols: int = 1) -> tuple[Figure, Any]:
+    """A pyplot-free figure with an Agg canvas and ``ncols`` axes."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols)
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Writes ``fig`` as a PNG atomically and returns the path."""
+    from gia_mic.utils import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], ax: Axes | None = None, *,
+                   normalize: bool = True, title: str | None = None) -> Figure:
+    """Confusion matrix, rows = true class, columns = predicted class.
+
+    Args:
+        confusion: ``(C, C)`` counts; ``confusion[i][j]`` = true ``i`` predicted ``j``.
+        labels: Class names.
+        ax: Draw here instead of on a new figure.
+        normalize: Colour by row share (recall); cells show the count and the share.
+        title: Axes title.
+
+    Returns:
+        The figure holding the axes.
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    if counts.shape != (len(labels), len(labels)):
+        raise ValueError(f"confusion has shape {counts.shape}, expected ({len(labels)}, {len(labels)})")
+    fig, ax = (ax.figure, ax) if ax is not None else new_figure(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            text = f"{int(counts[i, j])}\n{share[i, j]:.0%}" if normalize else f"{int(counts[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels=list(labels), rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def plot_training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Figure:
+    """Loss and validation accuracy per epoch.
+
+    Args:
+        history: One mapping per epoch with ``epoch`` and any of ``train_loss``,
+            ``train_ce``, ``train_mir``, ``val_loss`` (left panel) and ``val_ua``,
+            ``val_wa`` (right panel); missing or ``None`` values are skipped.
+        title: Figure title.
+
+    Returns:
+        A two-panel figure.
+    """
+    fig, (loss_ax, acc_ax) = new_figure(figsize=(9.0, 3.6), ncols=2)
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    for ax, keys in ((loss_ax, ("train_loss", "train_ce", "train_mir", "val_loss")), (acc_ax, ("val_ua", "val_wa"))):
+        for key in keys:
+            points = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    loss_ax.set_ylabel("loss")
+    acc_ax.set_ylabel("validation accuracy")
+    acc_ax.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -220,3 +220,22 @@ def test_unknown_and_empty_modality_sets(recognizer, clip):
 def test_requested_modality_unavailable(recognizer):
     with pytest.raises(InputError, match="nothing to classify.*video"):
         recognizer(text="hello", modalities=["video"])
+
+
+def test_classify_never_modifies_the_prepared_clip(recognizer, clip):
+    prepared = recognizer.prepare(video=clip, text="calm words")
+    encoded = dict(prepared.encoded)
+    pred = recognizer.classify(prepared, text="furious shouting")
+    assert pred.transcript == "furious shouting"
+    assert prepared.transcript.text == "calm words" and prepared.encoded == encoded
+
+
+def test_truncation_is_reported(tiny_checkpoint, tmp_path):
+    rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None)
+    rec.config.max_audio_seconds = 1.0
+    try:
+        long_clip = rec.prepare(video=make_clip(tmp_path / "long.mp4", seconds=2.5))
+        short_clip = rec.prepare(video=make_clip(tmp_path / "short.mp4", seconds=0.8))
+    finally:
+        rec.config.max_audio_seconds = 30.0
+    assert long_clip.truncated and not short_clip.truncated

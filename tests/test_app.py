@@ -1,0 +1,324 @@
+"""The Gradio app: /classify through gradio_client, bad inputs, the session cache, gate plots, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.app_server import REPO_ROOT, load_app, serve, tiny_recognizer
+from tests.clips import make_clip
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+MAX_SECONDS = 3.0
+TEXT = "I am so happy today"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app-clips")
+    good = make_clip(root / "clip.mp4", seconds=1.0)
+    bad = {
+        "empty": root / "empty.mp4",
+        "truncated": root / "truncated.mp4",
+        "text": root / "notes.mp4",
+        "image": root / "picture.png",
+        "corrupt": root / "corrupt.mkv",
+        "short": make_clip(root / "short.mp4", seconds=0.04, fps=25),
+        "long": make_clip(root / "long.wav", seconds=MAX_SECONDS + 1.5),
+    }
+    bad["empty"].write_bytes(b"")
+    bad["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    bad["text"].write_text("this is not a video\n" * 20)
+    bad["image"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    bad["corrupt"].write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    odd = {
+        "silent": make_clip(root / "silent.wav", seconds=1.0, silent=True),
+        "stereo48k": make_clip(root / "stereo.flac", seconds=1.0, channels=2, sample_rate=48000),
+    }
+    return {"good": good, **bad, **odd}
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_checkpoint):
+    return tiny_recognizer(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    with serve(recognizer, max_seconds=MAX_SECONDS, concurrency=2, queue_size=16) as (demo, url):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return gradio_client.Client(server, verbose=False)
+
+
+def classify(client, path, text="", modalities=""):
+    file = gradio_client.handle_file(str(path)) if path is not None else None
+    return client.predict(file, text, modalities, api_name="/classify")
+
+
+def check_prediction(result, labels, used):
+    assert result["modalities_used"] == list(used)
+    assert [s["label"] for s in result["scores"]] and {s["label"] for s in result["scores"]} == set(labels)
+    assert math.isclose(sum(s["score"] for s in result["scores"]), 1.0, abs_tol=1e-4)
+    assert result["label"] == result["scores"][0]["label"]
+    assert "total" in result["timings_ms"]
+
+
+# ---------------------------------------------------------------------------------------------- /classify
+def test_api_is_documented(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    assert "/classify" in info["named_endpoints"]
+    assert [p["label"] for p in info["named_endpoints"]["/classify"]["parameters"]] == ["file", "transcript", "modalities"]
+
+
+@pytest.mark.parametrize("subset", ["video", "audio", "text", "video,audio", "video,text", "audio,text", "video,audio,text"])
+def test_each_modality_subset(client, clips, recognizer, subset):
+    result = classify(client, clips["good"], TEXT, subset)
+    check_prediction(result, recognizer.labels, subset.split(","))
+    assert set(result["missing"]) == {"video", "audio", "text"} - set(subset.split(","))
+    if "text" in subset:
+        assert result["transcript"] == TEXT and result["transcript_source"] == "given"
+    if "," in subset:
+        assert set(result["contributions"]) == set(subset.split(","))
+
+
+def test_modalities_as_list_or_default(client, clips, recognizer):
+    as_list = classify(client, clips["good"], TEXT, ["speech", "text"])
+    as_string = classify(client, clips["good"], TEXT, "audio,text")
+    assert as_list["modalities_used"] == as_string["modalities_used"] == ["audio", "text"]
+    assert [s["score"] for s in as_list["scores"]] == pytest.approx([s["score"] for s in as_string["scores"]])
+    check_prediction(classify(client, clips["good"], TEXT), recognizer.labels, ["video", "audio", "text"])
+    check_prediction(classify(client, None, TEXT, "text"), recognizer.labels, ["text"])
+
+
+def test_real_cremad_clip(client, recognizer):
+    clip = REPO_ROOT / "examples" / "1001_DFA_HAP_XX.mp4"
+    if not clip.exists():
+        pytest.skip("examples/ has no CREMA-D clips")
+    result = classify(client, clip, "Don't forget a jacket")
+    check_prediction(result, recognizer.labels, ["video", "audio", "text"])
+    assert result["missing"] == {}
+
+
+BAD = {
+    "empty": "empty (0 bytes)",
+    "truncated": "truncated",
+    "text": "is a text file, not a video or audio clip",
+    "image": "not a video or audio clip",
+    "corrupt": "cannot be",
+    "short": "at least 0.1 s is needed",
+    "long": f"up to {MAX_SECONDS:g} s",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_file_is_a_readable_error_and_the_app_keeps_serving(client, clips, recognizer, kind):
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
+        classify(client, clips[kind], TEXT, "video,audio")
+    message = str(info.value)
+    assert BAD[kind] in message, message
+    assert "/tmp/gradio" not in message  # server paths are shown as file names
+    check_prediction(classify(client, clips["good"], TEXT, "video"), recognizer.labels, ["video"])
+
+
+@pytest.mark.parametrize("kind", ["silent", "stereo48k"])
+def test_unusual_but_valid_audio_is_classified(client, clips, recognizer, kind):
+    check_prediction(classify(client, clips[kind], TEXT, "audio,text"), recognizer.labels, ["audio", "text"])
+
+
+@pytest.mark.parametrize(("with_file", "text", "modalities", "expected"), [
+    (False, "", "text", "give a video, a speech clip or a transcript"),
+    (True, "", "text", "no transcript given and ASR is off"),
+    (True, " ".join(["word"] * 10_000), "video,text", "10,000 words"),
+    (True, TEXT, [], "modality set is empty"),
+    (True, TEXT, "smell", "unknown modality"),
+])  # fmt: skip
+def test_bad_text_or_modalities_are_readable_errors(client, clips, recognizer, with_file, text, modalities, expected):
+    with pytest.raises(gradio_client.exceptions.AppError, match=expected):
+        classify(client, clips["good"] if with_file else None, text, modalities)
+    check_prediction(classify(client, None, TEXT, "text"), recognizer.labels, ["text"])
+
+
+def test_non_utf8_text_over_raw_http_is_a_readable_error(server, client, recognizer):
+    import httpx
+
+    body = b'{"data": [null, "bad \\ud800 text", "text"]}'  # valid JSON, a lone surrogate once decoded
+    event = httpx.post(f"{server}gradio_api/call/classify", content=body,
+                       headers={"content-type": "application/json"}).json()["event_id"]
+    stream = httpx.get(f"{server}gradio_api/call/classify/{event}", timeout=30).text
+    assert "event: error" in stream and "not valid UTF-8" in stream, stream
+    check_prediction(classify(client, None, TEXT, "text"), recognizer.labels, ["text"])
+
+
+def test_missing_file_is_a_readable_error(recognizer, tmp_path):
+    backend = load_app().DemoBackend(recognizer)
+    with pytest.raises(gr.Error, match="file not found: missing.mp4"):
+        backend.classify_api(str(tmp_path / "missing.mp4"), TEXT, None)
+
+
+def test_untrained_modality_is_disabled_with_its_reason(tiny_checkpoint, tmp_path):
+    from tests.conftest import build_tiny
+
+    path = tmp_path / "av"
+    build_tiny(modalities=["video", "audio"]).save_pretrained(path)
+    demo = load_app().build_demo(tiny_recognizer(path))
+    boxes = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Checkbox)}
+    assert boxes["use-video"].interactive is not False and boxes["use-text"].interactive is False
+    assert "not trained on text" in boxes["use-text"].info
+
+
+# ---------------------------------------------------------------------------------------------- UI path and cache
+class CountingRecognizer:
+    """Wraps an EmotionRecognizer and records every ``prepare`` call."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prepare(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.inner.prepare(**kwargs)
+
+    def classify(self, clip, **kwargs):
+        return type(self.inner).classify(self, clip, **kwargs)  # its own text re-encode goes through self.prepare
+
+
+def test_toggles_and_text_edits_rerun_only_the_fusion(recognizer, clips):
+    counting = CountingRecognizer(recognizer)
+    backend = load_app().DemoBackend(counting)
+    cache: dict = {}
+    first, cached = backend.run(cache, str(clips["good"]), None, TEXT, ["video", "audio", "text"])
+    assert not cached and len(counting.calls) == 1
+    for subset in (["video"], ["audio", "text"], ["video", "text"]):
+        pred, cached = backend.run(cache, str(clips["good"]), None, TEXT, subset)
+        assert cached and pred.modalities_used == subset
+    edited, cached = backend.run(cache, str(clips["good"]), None, "I am furious", ["text"])
+    assert cached and edited.transcript == "I am furious"
+    assert [c.get("video") for c in counting.calls] == [str(clips["good"]), None]  # 1 full prepare + 1 text-only
+    again, _ = backend.run(cache, str(clips["good"]), None, TEXT, ["video", "audio", "text"])
+    assert again.transcript == TEXT and [x["score"] for x in again.scores] == pytest.approx([x["score"] for x in first.scores])
+    assert len(counting.calls) == 2  # the original text's encoding was still cached
+
+
+def test_ui_event_renders_label_heatmaps_and_contributions(recognizer, clips):
+    counting = CountingRecognizer(recognizer)
+    with serve(counting) as (_, url):
+        client = gradio_client.Client(url, verbose=False)
+        video = gradio_client.handle_file(str(clips["good"]))
+        out = client.predict(video, None, TEXT, True, True, True, api_name="/analyze")
+        label, status, transcript, plot, table = out
+        assert {c["label"] for c in label["confidences"]} == set(recognizer.labels)
+        assert "encoded" in status and transcript == TEXT
+        assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
+        assert [row[0] for row in table["data"]] == ["video", "speech", "text"]
+        out = client.predict(video, None, TEXT, True, False, True, api_name="/analyze")
+        assert "only the fusion ran" in out[1] and out[4]["data"][1][1] == "not used: switched off"
+    assert len(counting.calls) == 1
+
+
+class FakeWhisper:
+    """Stands in for WhisperTranscriber: always hears the same words."""
+
+    name = "fake"
+
+    def available(self):
+        return True, None
+
+    def transcribe(self, waveform):
+        from gia_mic.asr import Transcript
+
+        return Transcript("hello there", "whisper:fake")
+
+
+def test_empty_transcript_box_is_filled_by_whisper_and_kept_cached(recognizer, clips):
+    from gia_mic.pipeline import EmotionRecognizer
+
+    counting = CountingRecognizer(EmotionRecognizer(recognizer.model, transcriber=FakeWhisper(), device="cpu"))
+    with serve(counting) as (_, url):
+        client = gradio_client.Client(url, verbose=False)
+        video = gradio_client.handle_file(str(clips["good"]))
+        out = client.predict(video, None, "", True, True, True, api_name="/analyze")
+        assert out[2] == "hello there" and "Whisper fake" in out[1]
+        out = client.predict(video, None, "hello there", False, True, True, api_name="/analyze")  # toggle only
+        assert "only the fusion ran" in out[1] and "Whisper fake" in out[1]
+    assert len(counting.calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------- gate plots
+def test_plot_gates_six_panels_shared_scale_real_axes(recognizer, clips):
+    from matplotlib.figure import Figure
+
+    from gia_mic.plots import plot_gates
+
+    pred = recognizer(video=clips["good"], text=TEXT)
+    fig = plot_gates(pred.gates, pred.gate_axes, max_channels=8)
+    assert isinstance(fig, Figure)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 6 and len({im.get_clim() for im in images}) == 1
+    assert all(im.get_array().shape[0] <= 8 for im in images)
+    titles = {ax.get_title(): ax for ax in fig.axes}
+    assert "time (s)" in titles["speech \u2190 video"].get_xlabel()
+    words = [t.get_text() for t in titles["text \u2190 speech"].get_xticklabels()]
+    assert "".join(words).replace("<s>", "").replace("</s>", "").startswith("Iamsohappy"), words
+    fig.savefig(REPO_ROOT / "artifacts" / "gates-tiny.png") if (REPO_ROOT / "artifacts").is_dir() else None
+
+
+def test_plot_gates_with_one_pair_and_none():
+    from gia_mic.plots import plot_gates
+
+    gate = np.linspace(0, 1, 5 * 100, dtype=np.float32).reshape(5, 100)
+    fig = plot_gates({"video<-audio": gate, "audio<-video": gate[:3]}, {"video": [0.1 * i for i in range(5)],
+                                                                        "audio": [0.02 * i for i in range(3)]})
+    assert sum(len(ax.get_images()) for ax in fig.axes) == 2
+    assert any("not computed" in t.get_text() for ax in fig.axes for t in ax.texts)
+    assert plot_gates({}, {}).axes  # nothing to show is still a figure
+
+
+# ---------------------------------------------------------------------------------------------- CLI and model choice
+def test_no_model_exits_2_with_the_fix(monkeypatch, tmp_path, capsys):
+    app = load_app()
+    monkeypatch.delenv("GIA_MIC_MODEL", raising=False)
+    monkeypatch.setattr("gia_mic.checkpoint.EMBEDDED_DEFAULT", tmp_path / "absent")
+    monkeypatch.setattr(app, "APP_DIR", tmp_path)
+    assert app.main([]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_model_choice_order(monkeypatch, tmp_path):
+    app = load_app()
+    monkeypatch.setattr(app, "APP_DIR", tmp_path)
+    monkeypatch.setenv("GIA_MIC_MODEL", "org/env@v2")
+    assert app.choose_model("org/flag") == ("org/flag", None)
+    assert app.choose_model(None) == ("org/env", "v2")
+    monkeypatch.delenv("GIA_MIC_MODEL")
+    sha = "a" * 40
+    card = f"---\nsdk: gradio\nmodels:\n- org/m\npreload_from_hub:\n- org/m config.json {sha}\n---\n"
+    (tmp_path / "README.md").write_text(card)
+    assert app.choose_model(None) == ("org/m", sha)
+
+
+def test_spaces_decorator_is_a_noop_without_spaces():
+    app = load_app()
+    try:
+        import spaces  # noqa: F401
+    except ImportError:
+        assert app.gpu(json.dumps) is json.dumps
+
+
+# ---------------------------------------------------------------------------------------------- load
+def test_small_load_all_requests_succeed(server, clips):
+    from benchmarks.app import run_load
+
+    report = run_load(server, clips["good"], clients=4, requests=2)
+    assert report["ok"] == 8 and report["errors"] == []
+    assert report["p50_ms"] > 0 and report["throughput_rps"] > 0
