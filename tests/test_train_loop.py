@@ -1,0 +1,152 @@
+"""End-to-end training on the tiny preset: results, checkpoints, plots, resume, ablations."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.config import TrainConfig
+from train.loop import TrainingInterrupted, epoch_batches
+
+TINY = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny.yaml"
+SMALL = ["data.synthetic_samples=24", "data.synthetic_speakers=6", "data.synthetic_seconds=0.4",
+         "optim.batch_size=4", "optim.grad_accum_steps=2", "optim.max_epochs=3", "optim.patience=0",
+         "progress=false", "model.modality_dropout=0.3"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core box run several times faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """``python -m train`` on a small tiny config, with a stand-in ``train.publish``."""
+    from train.__main__ import main
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    calls = []
+    fake = types.ModuleType("train.publish")
+    fake.PublishError = RuntimeError
+    fake.publish = lambda output_dir, repo_id: calls.append((Path(output_dir), repo_id)) or f"http://hub/{repo_id}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "train.publish", fake)
+        args = ["--config", str(TINY), "--output-dir", str(out), "--push-to-hub", "me/tiny-gia-mic"]
+        code = main([*args, *[x for item in SMALL for x in ("--set", item)]])
+    assert code == 0
+    return out, calls
+
+
+def test_results_json_is_consistent(cli_run):
+    out, _ = cli_run
+    results = json.loads((out / "results.json").read_text())
+    (fold,) = results["folds"]
+    assert set(fold) >= {"fold", "wa", "ua", "macro_f1", "per_class_recall", "confusion", "epochs"}
+    confusion = np.array(fold["confusion"])
+    assert confusion.sum() == fold["n_val"] == 8  # 2 of 6 speakers held out, 4 clips each
+    assert fold["wa"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    recalls = [r for r in fold["per_class_recall"].values() if r is not None]
+    assert fold["ua"] == pytest.approx(np.mean(recalls))
+    assert fold["epochs"] == 3 and 1 <= fold["best_epoch"] <= 3
+    for key in ("wa", "ua", "macro_f1"):
+        assert results["mean"][key] == pytest.approx(fold[key]) and results["std"][key] == 0.0
+    history = json.loads((out / "fold_result.json").read_text())["history"]
+    assert max(h["val_ua"] for h in history) == pytest.approx(fold["ua"])
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+
+
+def test_best_checkpoint_loads_in_the_pipeline(cli_run):
+    from gia_mic.pipeline import EmotionRecognizer
+
+    out, _ = cli_run
+    saved = TrainConfig.load(out / "best" / "train_config.yaml")
+    assert saved.to_dict() == TrainConfig.load(out / "train_config.yaml").to_dict()
+    recognizer = EmotionRecognizer.from_pretrained(out / "best", asr_model=None, device="cpu")
+    assert recognizer.labels == saved.model.labels
+    wave = (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32)
+    prediction = recognizer(audio=(wave, 16000), text="i feel great today")
+    assert prediction.label in saved.model.labels
+    assert sum(s["score"] for s in prediction.scores) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_plots_and_checkpoint_files(cli_run):
+    out, calls = cli_run
+    for name in ("curves.png", "confusion.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (checkpoint,) = [p for p in (out / "checkpoints").iterdir() if p.is_dir()]
+    assert checkpoint.name == "epoch-0003"
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"model.safetensors", "optimizer.safetensors", "rng-0.safetensors", "state.json", "train_config.yaml"} <= names
+    assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
+    assert calls == [(out, "me/tiny-gia-mic")]
+
+
+def test_resume_matches_an_uninterrupted_run(cli_run, tmp_path):
+    from train.run import run_training
+
+    out, _ = cli_run
+    cfg = TrainConfig.load(TINY, [*SMALL, "stop_after_epochs=1"])
+    with pytest.raises(TrainingInterrupted):
+        run_training(cfg, tmp_path / "r")
+    assert not (tmp_path / "r" / "results.json").exists()
+    with pytest.raises(Exception, match="--resume"):
+        run_training(cfg, tmp_path / "r")  # a second fresh start into the same folder is refused
+    run_training(TrainConfig.load(TINY, SMALL), tmp_path / "r", resume=True)
+
+    expected, got = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "r"))
+    assert got == expected
+    for rel in ("checkpoints/epoch-0003/model.safetensors", "checkpoints/epoch-0003/optimizer.safetensors",
+                "best/model.safetensors"):
+        a, b = load_file(str(out / rel)), load_file(str(tmp_path / "r" / rel))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), rel
+
+
+def test_resume_refuses_a_changed_config(cli_run, tmp_path):
+    from gia_mic.configuration import ConfigError
+    from train.run import run_training
+
+    out, _ = cli_run
+    changed = TrainConfig.load(TINY, [*SMALL, "optim.lr=0.5"])
+    with pytest.raises(ConfigError, match="optim.lr"):
+        run_training(changed, out, resume=True)
+
+
+def test_ablation_table(tmp_path):
+    from train.ablate import VARIANTS, run_ablations
+
+    cfg = TrainConfig.load(TINY, [*SMALL, "optim.max_epochs=1", "data.synthetic_samples=16",
+                                  "data.synthetic_speakers=4", "data.val_fraction=0.25"])
+    results = run_ablations(cfg, tmp_path)
+    table = (tmp_path / "ablations.md").read_text().strip().splitlines()
+    assert len(table) == 2 + len(VARIANTS)
+    for line, (name, summary) in zip(table[2:], results.items()):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == VARIANTS[name][0]
+        assert float(cells[1].split("±")[0]) == pytest.approx(100 * summary["mean"]["wa"], abs=0.051)
+    assert json.loads((tmp_path / "no_msr" / "best" / "config.json").read_text())["use_msr"] is False
+    assert json.loads((tmp_path / "no_mic" / "best" / "config.json").read_text())["mic_weight"] == 0.0
+    stored = json.loads((tmp_path / "ablations.json").read_text())
+    assert set(stored) == set(VARIANTS) and stored["no_mir"]["paper_delta_wa"] == -0.9
+    cache_files = list((tmp_path / "feature_cache").rglob("*.safetensors"))
+    assert len(cache_files) == 2 * 16  # video + text once per clip, shared by the four variants
+
+
+def test_epoch_batches_shard_and_repeat():
+    one = epoch_batches(10, 3, seed=1, epoch=2)
+    assert sorted(i for b in one for i in b) == list(range(10))
+    assert one == epoch_batches(10, 3, seed=1, epoch=2) != epoch_batches(10, 3, seed=1, epoch=3)
+    shards = [epoch_batches(10, 2, seed=0, epoch=0, rank=r, world=3) for r in range(3)]
+    assert len({sum(len(b) for b in s) for s in shards}) == 1  # equal steps on every rank
+    assert set(i for s in shards for b in s for i in b) == set(range(10))

@@ -1,0 +1,185 @@
+"""Frozen-encoder extraction (run once, cached) and training batches.
+
+Frozen encoders (``model.frozen_modalities()``) run once per sample over the processor's
+inputs; their ``(L, E)`` outputs are cached on disk and held in memory. Fine-tuned
+encoders run at every step: a batch carries the processor's inputs for those modalities
+and the padded cached features for the frozen ones; ``TrainStep`` joins them and calls
+``model.fuse``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gia_mic.configuration import MODALITIES
+from gia_mic.encoders import EncoderOutput
+from train.cache import FeatureCache, encoder_identity, tensor_digest
+from train.data import RawClip, Sample, load_raw
+
+logger = logging.getLogger(__name__)
+
+INPUT_ARG = {"video": "frames", "audio": "audio", "text": "text"}
+INPUT_KEYS = {"video": ("pixel_values",), "audio": ("audio_values", "audio_attention_mask"),
+              "text": ("input_ids", "text_attention_mask")}
+Features = dict[str, dict[str, torch.Tensor]]  # sample id -> modality -> (L, E)
+
+
+def _raw_value(raw: RawClip, modality: str):
+    return {"video": raw.frames, "audio": raw.audio, "text": raw.text}[modality]
+
+
+class _Extractor:
+    """Batches cache misses of one modality through the model's encoder."""
+
+    def __init__(self, model, modality: str, cache: FeatureCache, batch_size: int, device: torch.device) -> None:
+        self.model, self.modality, self.cache = model, modality, cache
+        self.batch_size, self.device = batch_size, device
+        self.identity = encoder_identity(model, modality)
+        self.pending: list[tuple[str, str, object]] = []
+
+    def offer(self, sample_id: str, value: object, out: Features) -> None:
+        """Looks ``value`` up in the cache; queues it for encoding on a miss."""
+        processor = self.model.processor
+        inputs = processor(**{INPUT_ARG[self.modality]: [value]}, modalities=[self.modality])
+        if not bool(inputs["modality_mask"].any()):
+            return  # e.g. an empty transcript: the modality is absent for this sample
+        key = self.cache.key(self.identity, tensor_digest(*(inputs[k] for k in INPUT_KEYS[self.modality])))
+        hit = self.cache.get(key)
+        if hit is not None:
+            out[sample_id][self.modality] = hit
+            return
+        self.pending.append((sample_id, key, value))
+        if len(self.pending) >= self.batch_size:
+            self.flush(out)
+
+    @torch.no_grad()
+    def flush(self, out: Features) -> None:
+        """Encodes the queued inputs, stores them in the cache and in ``out``."""
+        if not self.pending:
+            return
+        values = [v for _, _, v in self.pending]
+        inputs = self.model.processor(**{INPUT_ARG[self.modality]: values}, modalities=[self.modality])
+        inputs = {k: v.to(self.device) for k, v in inputs.items() if k in INPUT_KEYS[self.modality]}
+        encoded = self.model.encode(**inputs)[self.modality]
+        for i, (sample_id, key, _) in enumerate(self.pending):
+            features = encoded.features[i][encoded.mask[i]].float().cpu().contiguous()  # (L_i, E)
+            self.cache.put(key, features)
+            out[sample_id][self.modality] = features
+        self.pending = []
+
+
+def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, batch_size: int,
+                   device: torch.device, synthetic_seconds: float = 1.0, progress: bool = True) -> Features:
+    """Runs every frozen encoder once per sample (cache hits skip it).
+
+    Returns:
+        Per sample id, per frozen modality the sample has, its ``(L, E)`` features.
+    """
+    modalities = [m for m in model.frozen_modalities() if m in model.config.modalities]
+    out: Features = {s.id: {} for s in samples}
+    if not modalities:
+        return out
+    was_training = model.training
+    model.eval()
+    extractors = {m: _Extractor(model, m, cache, batch_size, device) for m in modalities}
+    bar = tqdm(samples, desc=f"features ({', '.join(modalities)})", unit="clip", disable=not progress, leave=False)
+    for sample in bar:
+        raw = load_raw(sample, model.processor, modalities, synthetic_seconds=synthetic_seconds)
+        for m, extractor in extractors.items():
+            value = _raw_value(raw, m)
+            if value is not None:
+                extractor.offer(sample.id, value, out)
+    for extractor in extractors.values():
+        extractor.flush(out)
+    model.train(was_training)
+    s = cache.stats
+    logger.info("feature cache: %d hits, %d misses, %d corrupt entries recomputed", s.hits, s.misses, s.corrupt)
+    return out
+
+
+@dataclass
+class Batch:
+    """One training or evaluation batch.
+
+    Attributes:
+        cached: Per frozen modality, padded features ``(B, L, E)`` and mask ``(B, L)``.
+        inputs: Processor outputs for the fine-tuned modalities (no ``modality_mask``).
+        modality_mask: ``(B, 3)`` presence flags (video, audio, text).
+        labels: ``(B,)`` class indices.
+    """
+
+    cached: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    inputs: dict[str, torch.Tensor]
+    modality_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device``."""
+        return Batch({m: (f.to(device), k.to(device)) for m, (f, k) in self.cached.items()},
+                     {k: v.to(device) for k, v in self.inputs.items()}, self.modality_mask.to(device),
+                     self.labels.to(device))
+
+
+def pad_features(rows: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pads ``(L_i, E)`` rows (``None`` = absent) into features ``(B, L, E)`` and mask ``(B, L)``."""
+    width = next(r.shape[1] for r in rows if r is not None)
+    length = max([r.shape[0] for r in rows if r is not None] + [1])
+    features = torch.zeros(len(rows), length, width)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        if r is not None:
+            features[i, : r.shape[0]] = r
+            mask[i, : r.shape[0]] = True
+    return features, mask
+
+
+def build_batch(samples: Sequence[Sample], features: Features, model, *, synthetic_seconds: float = 1.0,
+                frozen: Sequence[str] | None = None) -> Batch:
+    """Cached features for frozen modalities, processor inputs for the fine-tuned ones.
+
+    ``frozen`` overrides which modalities come from ``features`` (``[]``: run every
+    encoder on processor inputs, as training without a cache would).
+    """
+    frozen = [m for m in (model.frozen_modalities() if frozen is None else frozen) if m in model.config.modalities]
+    tuned = [m for m in model.config.modalities if m not in frozen]
+    present = torch.zeros(len(samples), len(MODALITIES), dtype=torch.bool)
+    cached = {}
+    for m in frozen:
+        rows = [features[s.id].get(m) for s in samples]
+        if any(r is not None for r in rows):
+            cached[m] = pad_features(rows)
+            present[:, MODALITIES.index(m)] = torch.tensor([r is not None for r in rows])
+    inputs: dict[str, torch.Tensor] = {}
+    if tuned:
+        raws = [load_raw(s, model.processor, tuned, synthetic_seconds=synthetic_seconds) for s in samples]
+        columns = {INPUT_ARG[m]: [_raw_value(r, m) for r in raws] for m in tuned}
+        if any(v is not None for col in columns.values() for v in col):
+            inputs = model.processor(**columns, modalities=tuned)
+            mask = inputs.pop("modality_mask")
+            for m in tuned:
+                present[:, MODALITIES.index(m)] = mask[:, MODALITIES.index(m)]
+    labels = torch.tensor([s.label for s in samples], dtype=torch.long)
+    return Batch(cached, inputs, present, labels)
+
+
+class TrainStep(nn.Module):
+    """Fine-tuned encoders + cached features -> ``model.fuse`` (the module DDP wraps)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, cached: dict[str, tuple[torch.Tensor, torch.Tensor]], inputs: dict[str, torch.Tensor],
+                modality_mask: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns ``loss``, ``ce_loss``, ``mir_loss`` and ``logits`` ``(B, C)``."""
+        encoded = {m: EncoderOutput(f, k) for m, (f, k) in cached.items()}
+        if inputs:
+            encoded.update(self.model.encode(**inputs))
+        out = self.model.fuse(encoded, modality_mask=modality_mask, labels=labels)
+        return {"loss": out.loss, "ce_loss": out.ce_loss, "mir_loss": out.mir_loss, "logits": out.logits}

@@ -1,0 +1,263 @@
+"""The training loop of one fold: Adam, CE + gamma * L_MIR, early stopping on validation UA.
+
+Runs unchanged on one CPU, one GPU or under ``accelerate launch`` (DDP): batches are
+sharded by process rank, ``TrainStep`` is the module DDP wraps, mixed precision and
+gradient scaling come from ``accelerate``. Every epoch ends with an atomic training-state
+checkpoint; ``resume=True`` continues from the newest one and finishes exactly as an
+uninterrupted run would (same batches, same RNG streams, same optimiser state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object, set_seed
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from gia_mic.metrics import classification_report
+from gia_mic.modeling import GiaMicForEmotionRecognition
+from gia_mic.utils import atomic_write_text
+from train.cache import FeatureCache, encoder_identity, sha256_json
+from train.config import TrainConfig
+from train.data import Fold, Sample
+from train.features import TrainStep, build_batch, extract_frozen
+from train.state import (
+    latest_checkpoint,
+    load_trainable_state,
+    optimizer_state,
+    read_tensors,
+    restore_optimizer,
+    restore_rng,
+    save_checkpoint,
+    trainable_state,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by the ``stop_after_epochs`` debug knob after a checkpoint is written."""
+
+
+@dataclass
+class LoopState:
+    """Everything besides tensors that a resumed run needs."""
+
+    epoch: int = 0
+    best_ua: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    done: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_report: dict[str, Any] | None = None
+
+
+def make_accelerator(cfg: TrainConfig):
+    """An ``Accelerator`` for this config (state reset so several runs share a process)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState, GradientState
+
+    precision = cfg.mixed_precision
+    if precision == "fp16" and not torch.cuda.is_available():
+        logger.warning("mixed_precision fp16 needs a GPU; training in fp32 on CPU")
+        precision = "no"
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    return Accelerator(mixed_precision=precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    per_rank = -(-n // world)
+    order += order[: per_rank * world - n]  # every rank gets the same number of samples
+    shard = order[rank::world]
+    return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
+
+
+class FoldTrainer:
+    """Trains one fold and returns its validation result at the best epoch.
+
+    Args:
+        cfg: The run's config.
+        fold: Training and validation samples.
+        out_dir: The fold's folder (``best/``, ``checkpoints/``).
+        accelerator: From ``make_accelerator``.
+        cache: The frozen-feature cache.
+        features: Precomputed frozen features (skips extraction; benchmarks).
+    """
+
+    def __init__(self, cfg: TrainConfig, fold: Fold, out_dir: Path, accelerator, cache: FeatureCache,
+                 features: dict | None = None) -> None:
+        self.cfg, self.fold, self.out, self.acc = cfg, fold, Path(out_dir), accelerator
+        self.ckpt_root = self.out / "checkpoints"
+        set_seed(cfg.seed)
+        self.model = GiaMicForEmotionRecognition.from_config(copy.deepcopy(cfg.model)).to(accelerator.device)
+        self.features = features if features is not None else self._extract(cache)
+        self.frozen_id = sha256_json([encoder_identity(self.model, m) for m in self.model.frozen_modalities()])
+        o = cfg.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        self.step, self.optimizer = accelerator.prepare(TrainStep(self.model), optimizer)
+        self.params = params
+        self.state = LoopState()
+
+    def _extract(self, cache: FeatureCache) -> dict:
+        kwargs = dict(batch_size=self.cfg.data.extract_batch_size, device=self.acc.device,
+                      synthetic_seconds=self.cfg.data.synthetic_seconds, progress=self.cfg.progress)
+        samples = self.fold.train + self.fold.val
+        if not self.acc.is_main_process:  # the main process fills the cache, the others read it
+            self.acc.wait_for_everyone()
+        features = extract_frozen(self.model, samples, cache, progress=kwargs.pop("progress") and self.acc.is_main_process,
+                                  **kwargs)
+        if self.acc.is_main_process:
+            self.acc.wait_for_everyone()
+        return features
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, *, resume: bool = False) -> dict[str, Any]:
+        """Runs epochs until ``max_epochs`` or early stopping; returns the fold result."""
+        if resume:
+            self._resume()
+        ran = 0
+        while not self.state.done:
+            epoch = self.state.epoch
+            stats = self._train_epoch(epoch)
+            report, val_loss = self._evaluate()
+            self._record(epoch, stats, report, val_loss)
+            self._checkpoint()
+            ran += 1
+            stop = self.cfg.stop_after_epochs
+            if not self.state.done and stop is not None and ran >= stop:
+                raise TrainingInterrupted(f"stopped after {ran} epoch(s) (stop_after_epochs); continue with --resume")
+        return self.result()
+
+    def _batch(self, samples: list[Sample]):
+        return build_batch(samples, self.features, self.model,
+                           synthetic_seconds=self.cfg.data.synthetic_seconds).to(self.acc.device)
+
+    def _forward(self, batch) -> dict[str, torch.Tensor]:
+        with self.acc.autocast():
+            return self.step(batch.cached, batch.inputs, batch.modality_mask, batch.labels)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        o, acc = self.cfg.optim, self.acc
+        batches = epoch_batches(len(self.fold.train), o.batch_size, seed=self.cfg.seed, epoch=epoch,
+                                rank=acc.process_index, world=acc.num_processes)
+        self.step.train()
+        totals: dict[str, float] = defaultdict(float)
+        bar = tqdm(batches, desc=f"fold {self.fold.name} epoch {epoch + 1}", unit="batch", leave=False,
+                   disable=not (self.cfg.progress and acc.is_main_process))
+        self.optimizer.zero_grad()
+        for i, index in enumerate(bar):
+            group_start = i - i % o.grad_accum_steps
+            group_size = min(o.grad_accum_steps, len(batches) - group_start)
+            last_in_group = i == group_start + group_size - 1
+            with contextlib.nullcontext() if last_in_group else acc.no_sync(self.step):
+                out = self._forward(self._batch([self.fold.train[j] for j in index]))
+                acc.backward(out["loss"] / group_size)
+            if last_in_group:
+                if o.max_grad_norm > 0:
+                    acc.clip_grad_norm_(self.params, o.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            for name in ("loss", "ce_loss", "mir_loss"):
+                totals[name] += float(out[name].detach())
+            bar.set_postfix(loss=f"{totals['loss'] / (i + 1):.4f}")
+        return {k: v / max(len(batches), 1) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[dict[str, Any], float]:
+        acc, val = self.acc, self.fold.val
+        self.step.eval()
+        shard = list(range(acc.process_index, len(val), acc.num_processes))
+        size = self.cfg.optim.batch_size
+        preds, loss_sum = [], 0.0
+        for start in range(0, len(shard), size):
+            index = shard[start : start + size]
+            out = self._forward(self._batch([val[j] for j in index]))
+            preds += list(zip(index, out["logits"].argmax(dim=-1).tolist()))
+            loss_sum += float(out["ce_loss"]) * len(index)
+        preds = dict(gather_object(preds))
+        loss = sum(gather_object([loss_sum])) / max(len(val), 1)
+        y_true = [val[j].label for j in sorted(preds)]
+        report = classification_report(y_true, [preds[j] for j in sorted(preds)], self.cfg.model.labels)
+        return report, loss
+
+    def _record(self, epoch: int, stats: dict[str, float], report: dict[str, Any], val_loss: float) -> None:
+        s = self.state
+        s.history.append({"epoch": epoch + 1, "train_loss": stats.get("loss"), "train_ce": stats.get("ce_loss"),
+                          "train_mir": stats.get("mir_loss"), "val_loss": val_loss, "val_wa": report["wa"],
+                          "val_ua": report["ua"], "val_macro_f1": report["macro_f1"]})
+        improved = not math.isnan(report["ua"]) and report["ua"] > s.best_ua
+        if improved:
+            s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = report["ua"], epoch + 1, report, 0
+            self._save_best()
+        else:
+            s.bad_epochs += 1
+        s.epoch = epoch + 1
+        patience = self.cfg.optim.patience
+        s.done = s.epoch >= self.cfg.optim.max_epochs or (patience > 0 and s.bad_epochs >= patience)
+        logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s", self.fold.name, s.epoch, stats.get("loss", 0.0),
+                    report["ua"], report["wa"], " (best)" if improved else "")
+
+    # ------------------------------------------------------------------ files
+    def _save_best(self) -> None:
+        if self.acc.is_main_process:
+            best = self.out / "best"
+            self.acc.unwrap_model(self.step).model.save_pretrained(best)
+            self.cfg.save(best / "train_config.yaml")
+            metrics = {"fold": self.fold.name, "epoch": self.state.best_epoch, **self.state.best_report}
+            atomic_write_text(best / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        self.acc.wait_for_everyone()
+
+    def _checkpoint(self) -> None:
+        def write_main(staging: Path) -> None:
+            save_file(trainable_state(self.model), str(staging / "model.safetensors"))
+            tensors, meta = optimizer_state(self.optimizer)
+            save_file(tensors, str(staging / "optimizer.safetensors"))
+            scaler = self.acc.scaler.state_dict() if self.acc.scaler is not None else None
+            state = {**asdict(self.state), "optimizer": meta, "scaler": scaler, "frozen_encoders": self.frozen_id}
+            atomic_write_text(staging / "state.json", json.dumps(state, indent=1) + "\n")
+            self.cfg.save(staging / "train_config.yaml")
+
+        save_checkpoint(self.ckpt_root, f"epoch-{self.state.epoch:04d}", is_main=self.acc.is_main_process,
+                        rank=self.acc.process_index, barrier=self.acc.wait_for_everyone, write_main=write_main,
+                        keep=self.cfg.keep_checkpoints)
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.ckpt_root)
+        if path is None:
+            logger.info("fold %s: no checkpoint to resume from; starting fresh", self.fold.name)
+            return
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if state["frozen_encoders"] != self.frozen_id:
+            raise RuntimeError(f"{path}: the frozen encoders differ from the ones this checkpoint was trained with")
+        load_trainable_state(self.model, read_tensors(path / "model.safetensors"))
+        restore_optimizer(self.optimizer, read_tensors(path / "optimizer.safetensors"), state["optimizer"])
+        if state["scaler"] is not None and self.acc.scaler is not None:
+            self.acc.scaler.load_state_dict(state["scaler"])
+        rank = self.acc.process_index
+        restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
+                    json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+        self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
+        logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
+
+    def result(self) -> dict[str, Any]:
+        """The fold's entry of ``results.json`` (validation metrics at the best epoch)."""
+        r = self.state.best_report or {}
+        keys = ("wa", "ua", "macro_f1", "per_class_recall", "confusion")
+        return {"fold": self.fold.name, **{k: r.get(k) for k in keys}, "epochs": self.state.epoch,
+                "best_epoch": self.state.best_epoch, "n_train": len(self.fold.train), "n_val": len(self.fold.val),
+                "history": self.state.history}

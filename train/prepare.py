@@ -1,0 +1,110 @@
+"""Manifests for the real corpora in ``../shared/data`` (see ``DATA.md``).
+
+    python -m train.prepare ravdess --data-dir ../shared/data --out data/manifests
+    python -m train.prepare meld --data-dir ../shared/data --out data/manifests
+
+Writes ``<out>/<corpus>.csv`` with the columns ``train.data.read_manifest`` reads: ``id``,
+``path``, ``transcript``, ``label`` (the 4-class mapping), ``emotion`` (the corpus's own
+name), ``speaker`` and ``split``. RAVDESS: audio + transcript, actors 01-16 train, 17-20 val.
+MELD: text only (empty path), train / dev -> train / val. Rows whose emotion is outside the
+4-class mapping are dropped and counted. Absolute media paths: the data is read in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": "happy", "excited": "happy",
+              "angry": "angry", "anger": "angry", "sad": "sad", "sadness": "sad"}
+"""The common 4-class mapping of ``DATA.md``."""
+COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --data-dir must hold {path.parent.name}/ (see DATA.md)")
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        return list(csv.DictReader(handle))
+
+
+def ravdess_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
+    """RAVDESS actors 01-20: train 01-16, val 17-20; calm merged into neutral."""
+    root = data_dir / "ravdess"
+    rows, dropped = [], Counter()
+    for row in _read_csv(root / "manifest.csv"):
+        emotion = row["emotion"].strip().lower()
+        if emotion not in FOUR_CLASS:
+            dropped[emotion] += 1
+            continue
+        actor = int(row["actor"])
+        rows.append({"id": Path(row["path"]).stem, "path": str((root / row["path"]).resolve()),
+                     "transcript": row["transcript"], "label": FOUR_CLASS[emotion], "emotion": emotion,
+                     "speaker": f"actor{actor:02d}", "split": "train" if actor <= 16 else "val"})
+    return rows, dropped
+
+
+def meld_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
+    """MELD train / dev transcripts (no media): joy -> happy, anger -> angry, sadness -> sad."""
+    rows, dropped = [], Counter()
+    for name, split in (("train_sent_emo.csv", "train"), ("dev_sent_emo.csv", "val")):
+        for row in _read_csv(data_dir / "meld" / name):
+            emotion = row["Emotion"].strip().lower()
+            if emotion not in FOUR_CLASS:
+                dropped[emotion] += 1
+                continue
+            rows.append({"id": f"meld-{split}-{row['Dialogue_ID']}-{row['Utterance_ID']}", "path": "",
+                         "transcript": " ".join(row["Utterance"].split()), "label": FOUR_CLASS[emotion],
+                         "emotion": emotion, "speaker": row["Speaker"].strip(), "split": split})
+    return rows, dropped
+
+
+CORPORA = {"ravdess": ravdess_rows, "meld": meld_rows}
+
+
+def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
+    """Writes the rows as a CSV atomically."""
+    import io
+
+    from gia_mic.utils import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def prepare(corpus: str, data_dir: str | Path, out: str | Path) -> tuple[Path, list[dict[str, str]], Counter]:
+    """Builds one corpus's manifest; returns its path, rows and dropped counts."""
+    rows, dropped = CORPORA[corpus](Path(data_dir).expanduser())
+    path = Path(out) / f"{corpus}.csv"
+    write_manifest(rows, path)
+    return path, rows, dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.prepare``."""
+    parser = argparse.ArgumentParser(prog="python -m train.prepare", description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", choices=sorted(CORPORA))
+    parser.add_argument("--data-dir", required=True, help="the folder holding ravdess/ and meld/ (../shared/data)")
+    parser.add_argument("--out", required=True, help="folder for <corpus>.csv")
+    args = parser.parse_args(argv)
+    try:
+        path, rows, dropped = prepare(args.corpus, args.data_dir, args.out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    counts = Counter((r["split"], r["label"]) for r in rows)
+    print(f"wrote {path}: {len(rows)} rows")
+    for split in ("train", "val"):
+        print(f"  {split}: " + ", ".join(f"{label} {counts[(split, label)]}" for label in ("neutral", "happy", "angry", "sad")))
+    print(f"  dropped (outside the 4 classes): {sum(dropped.values())} {dict(sorted(dropped.items()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""One training run: samples -> folds -> ``FoldTrainer`` per fold -> ``results.json`` + plots.
+
+Layout of ``output_dir``:
+
+    train_config.yaml        the resolved config
+    results.json             per-fold validation metrics at the best epoch, mean and std
+    best/                    (single split) self-contained checkpoint for EmotionRecognizer
+    fold_<k>/best/           (cross-validation) one per fold
+    [fold_<k>/]checkpoints/  training state for --resume
+    [fold_<k>/]curves.png, confusion.png; confusion.png (summed over folds)
+    feature_cache/           frozen-encoder outputs (unless data.cache_dir is set)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gia_mic.configuration import ConfigError
+from gia_mic.plots import plot_confusion, plot_training_curves, save_figure
+from gia_mic.utils import atomic_write_text
+from train.cache import FeatureCache
+from train.config import TrainConfig
+from train.data import Fold, Sample, make_folds, read_manifest, synthetic_samples
+from train.loop import FoldTrainer, make_accelerator
+
+logger = logging.getLogger(__name__)
+
+RESULT_NAME = "fold_result.json"
+IGNORED_ON_RESUME = ("stop_after_epochs", "progress")
+
+
+def load_samples(cfg: TrainConfig) -> tuple[list[Sample], Counter]:
+    """The corpus named by ``cfg.data``, labels mapped, rows without usable modality dropped."""
+    d, labels = cfg.data, cfg.model.labels
+    if d.source == "synthetic":
+        samples, dropped = synthetic_samples(count=d.synthetic_samples, speakers=d.synthetic_speakers,
+                                             labels=labels, seed=cfg.seed), Counter()
+    elif d.source == "manifest":
+        samples, dropped = read_manifest(d.manifest, labels=labels, label_map=d.label_map, root=d.root)
+    else:
+        from train.iemocap import read_iemocap
+
+        samples, dropped = read_iemocap(d.root, labels=labels, label_map=d.label_map, sessions=d.iemocap_sessions,
+                                        speaker_side=d.iemocap_speaker_side)
+    used = set(cfg.model.modalities)
+    usable = [s for s in samples if s.synthetic_seed is not None
+              or ("video" in used and s.video) or ("audio" in used and s.audio) or ("text" in used and s.text)]
+    if len(usable) < len(samples):
+        dropped["<no usable modality>"] += len(samples) - len(usable)
+    return usable, dropped
+
+
+def fold_dir(output_dir: Path, fold: Fold, n_folds: int) -> Path:
+    """``output_dir`` for a single split, ``output_dir/fold_<name>`` for cross-validation."""
+    return output_dir if n_folds == 1 and fold.name == "0" else output_dir / f"fold_{fold.name}"
+
+
+def _check_output_dir(cfg: TrainConfig, output_dir: Path, resume: bool) -> None:
+    saved = output_dir / "train_config.yaml"
+    if not saved.exists():
+        return
+    if not resume:
+        raise ConfigError(f"{output_dir} already holds a run: pass --resume to continue it, or choose a new --output-dir")
+    old, new = TrainConfig.load(saved).to_dict(), cfg.to_dict()
+    changed = [k for k in _flatten(new) if k.split(".")[0] not in IGNORED_ON_RESUME
+               and _flatten(new).get(k) != _flatten(old).get(k)]
+    if changed:
+        raise ConfigError(f"--resume: the config differs from the run in {output_dir} at {', '.join(changed[:6])}")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and k != "encoder_configs":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def summarize(folds: list[dict[str, Any]], labels: list[str], dropped: Counter | None = None) -> dict[str, Any]:
+    """``results.json``: per-fold metrics, their mean and (population) standard deviation."""
+    keys = ("wa", "ua", "macro_f1")
+    values = {k: np.array([f[k] for f in folds], dtype=np.float64) for k in keys}
+    return {
+        "folds": [{k: v for k, v in f.items() if k != "history"} for f in folds],
+        "mean": {k: float(values[k].mean()) for k in keys},
+        "std": {k: float(values[k].std()) for k in keys},
+        "labels": list(labels),
+        "dropped": dict(dropped or {}),
+    }
+
+
+def _plots(result: dict[str, Any], labels: list[str], out: Path, title: str) -> None:
+    save_figure(plot_training_curves(result["history"], title=title), out / "curves.png")
+    save_figure(plot_confusion(result["confusion"], labels, title=f"{title}: validation"), out / "confusion.png")
+
+
+def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = False,
+                 features: dict | None = None) -> dict[str, Any]:
+    """Trains every fold (skipping finished ones on resume) and writes ``results.json``.
+
+    ``features`` (sample id -> modality -> ``(L, E)``) replaces the frozen-encoder pass.
+
+    Raises:
+        train.loop.TrainingInterrupted: ``stop_after_epochs`` was reached.
+        ConfigError: bad config, data or output folder.
+    """
+    output_dir = Path(output_dir)
+    accelerator = make_accelerator(cfg)
+    _check_output_dir(cfg, output_dir, resume)
+    samples, dropped = load_samples(cfg)
+    folds = make_folds(samples, val_fraction=cfg.data.val_fraction, num_folds=cfg.data.num_folds, seed=cfg.seed,
+                       only=cfg.data.folds)
+    if accelerator.is_main_process:  # only once the data are known to be readable
+        cfg.save(output_dir / "train_config.yaml")
+    cache = FeatureCache(cfg.data.cache_dir or output_dir / "feature_cache")
+    labels = cfg.model.labels
+    results = []
+    for fold in folds:
+        out = fold_dir(output_dir, fold, len(folds))
+        done = out / RESULT_NAME
+        if resume and done.is_file():
+            results.append(json.loads(done.read_text(encoding="utf-8")))
+            continue
+        result = FoldTrainer(cfg, fold, out, accelerator, cache, features).fit(resume=resume)
+        if accelerator.is_main_process:
+            atomic_write_text(done, json.dumps(result, indent=1) + "\n")
+            _plots(result, labels, out, f"fold {fold.name}" if len(folds) > 1 else "validation")
+        results.append(result)
+    summary = summarize(results, labels, dropped)
+    if accelerator.is_main_process:
+        atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+        if len(folds) > 1:
+            total = np.sum([r["confusion"] for r in results], axis=0)
+            save_figure(plot_confusion(total, labels, title=f"all {len(folds)} folds"), output_dir / "confusion.png")
+    accelerator.wait_for_everyone()
+    return summary
