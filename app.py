@@ -27,6 +27,7 @@ from typing import Any
 
 import gradio as gr
 
+from gia_mic.asr import DEFAULT_ASR_MODEL
 from gia_mic.checkpoint import default_model
 from gia_mic.cli import USER_ERRORS
 from gia_mic.configuration import MODALITIES
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the embedded checkpoints/gia-mic-lite)")
     p.add_argument("--host", default=_env("GRADIO_SERVER_NAME", "127.0.0.1"), help="bind address (env GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=int(_env("GRADIO_SERVER_PORT", "7860")), help="env GRADIO_SERVER_PORT")
-    p.add_argument("--asr-model", default=_env("GIA_MIC_ASR_MODEL", "base.en"),
+    p.add_argument("--asr-model", default=_env("GIA_MIC_ASR_MODEL", DEFAULT_ASR_MODEL),
                    help="Whisper model for clips without a transcript, or 'none' (env GIA_MIC_ASR_MODEL)")
     p.add_argument("--device", default=_env("GIA_MIC_DEVICE", None), help="cpu or cuda (default: cuda when present)")
     p.add_argument("--max-upload-mb", type=float, default=float(_env("GIA_MIC_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))),
