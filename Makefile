@@ -5,7 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench
+DATA ?= ../shared/data
+
+.PHONY: install demo test lint bench lite
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,4 +28,15 @@ test: install lint
 	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: install
-	$(PY) benchmarks/inference.py --json benchmarks/results/inference.json
+	$(PY) benchmarks/inference.py --json benchmarks/results/inference-cpu.json
+	$(PY) benchmarks/train.py --json benchmarks/results/train.json
+	$(PY) benchmarks/app.py --json benchmarks/results/app-cpu.json
+
+# Rebuilds the embedded default checkpoints/gia-mic-lite from the public corpora in $(DATA)
+# (RAVDESS actors 01-20 as 16 kHz FLAC with manifest.csv, MELD train/dev CSVs; see README).
+lite: install
+	$(PY) -m train.prepare lite --data-dir $(DATA) --out data/lite
+	$(PY) -m train --config train/configs/lite.yaml --output-dir runs/lite --resume
+	$(PY) -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate --resume \
+		--set data.cache_dir=runs/lite/feature_cache
+	$(PY) -m train.lite --run runs/lite --ablations runs/lite-ablate --data data/lite --out checkpoints/gia-mic-lite

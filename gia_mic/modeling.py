@@ -183,7 +183,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         return keep
 
     def fuse(self, encoded: dict[str, EncoderOutput], *, modality_mask: torch.Tensor | None = None,
-             modalities: object = None, labels: torch.Tensor | None = None) -> GiaMicOutput:
+             modalities: object = None, labels: torch.Tensor | None = None,
+             sample_weights: torch.Tensor | None = None) -> GiaMicOutput:
         """Runs everything after the encoders: FE, GIA (MSR), MIG (MIR), classifier, loss.
 
         Args:
@@ -192,6 +193,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
                 wherever ``encoded`` has the modality.
             modalities: Optional subset of modalities to use (others are treated as absent).
             labels: ``(B,)`` class indices; when given the loss is computed.
+            sample_weights: Optional ``(B,)`` weights of each sample's cross-entropy (e.g. to
+                balance classes or corpora); the weighted mean is taken.
         """
         assert encoded, "fuse() needs at least one encoded modality"
         any_out = next(iter(encoded.values()))
@@ -211,7 +214,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         out = GiaMicOutput(logits=logits, gates=gates, msr=msr, mir=mir,
                            masks={**masks, **({"mir": mir_mask} if mir else {})}, modality_mask=present)
         if labels is not None:
-            self._loss(out, labels, present)
+            self._loss(out, labels, present, sample_weights)
         return out
 
     def _msr(self, h: dict[str, torch.Tensor],
@@ -238,9 +241,15 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         mir = {m: self.mig[m](h_vst, mask_vst, msr[m], masks[m]) for m in MODALITIES}  # (B, L', D)
         return mir, downsample_mask(mask_vst, self.config.mig_stride)
 
-    def _loss(self, out: GiaMicOutput, labels: torch.Tensor, present: torch.Tensor) -> None:
+    def _loss(self, out: GiaMicOutput, labels: torch.Tensor, present: torch.Tensor,
+              sample_weights: torch.Tensor | None = None) -> None:
         """Spec §5-6: CE + gamma * L_MIR, MIC pairs skipped where a modality is absent."""
-        out.ce_loss = F.cross_entropy(out.logits.float(), labels)
+        if sample_weights is None:
+            out.ce_loss = F.cross_entropy(out.logits.float(), labels)
+        else:
+            weights = sample_weights.to(out.logits.device, torch.float32)
+            per_sample = F.cross_entropy(out.logits.float(), labels, reduction="none")  # (B,)
+            out.ce_loss = (per_sample * weights).sum() / weights.sum().clamp(min=1e-12)
         mir_loss = out.logits.new_zeros((), dtype=torch.float32)
         if out.mir:
             index = {m: i for i, m in enumerate(MODALITIES)}
@@ -251,13 +260,15 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         out.loss = out.ce_loss + self.config.mic_weight * mir_loss
 
     def forward(self, *, modality_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                modalities: object = None, **inputs: torch.Tensor | None) -> GiaMicOutput:
+                modalities: object = None, sample_weights: torch.Tensor | None = None,
+                **inputs: torch.Tensor | None) -> GiaMicOutput:
         """Encoders then fusion; ``inputs`` are the processor's outputs."""
         encoded = self.encode(**inputs)
         if not encoded:
             raise ValueError("no input for any modality the model was trained with "
                              f"({', '.join(self.config.modalities)})")
-        return self.fuse(encoded, modality_mask=modality_mask, modalities=modalities, labels=labels)
+        return self.fuse(encoded, modality_mask=modality_mask, modalities=modalities, labels=labels,
+                         sample_weights=sample_weights)
 
     # ------------------------------------------------------------------ checkpoints (the Hub contract)
     processor = None  # the GiaMicProcessor saved beside the weights

@@ -254,6 +254,10 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
+        "evaluations": _rows(extra.get("evaluations"), ("data", "modalities", "n", "wa", "ua", "macro_f1")),
+        "notes": [str(n) for n in extra.get("notes") or []],
+        "limitations": [str(n) for n in extra.get("limitations") or []],
+        "license_notes": [str(n) for n in extra.get("license_notes") or []],
         "acted": any(d["acted"] for d in datasets), "synthetic": any(d["synthetic"] for d in datasets),
         "real_data": any(not d["synthetic"] for d in datasets),
     }
@@ -288,7 +292,10 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
             ``ablations`` (``[{"name", "wa", "ua", "macro_f1"}]`` or ``ablations.json``'s
             ``{name: {"mean": ...}}``), ``fold`` (this checkpoint's
             fold), ``revision``, ``best_fold``, ``revisions`` (``[{"name", "fold", "ua"}]``),
-            ``plots`` (paths in the repo).
+            ``plots`` (paths in the repo), ``evaluations`` (``[{"data", "modalities", "n",
+            "wa", "ua", "macro_f1"}]``, e.g. from ``gia-mic evaluate``), ``notes`` (Markdown
+            bullets on how the model was built), ``limitations`` and ``license_notes`` (extra
+            bullets for those sections).
 
     Returns:
         The card's text. Sections without data are left out.

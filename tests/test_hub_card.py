@@ -132,3 +132,21 @@ def test_cli_renders_a_checked_card(tmp_path, model_config):
     assert card.data.library_name == "gia-mic" and len(card.data.eval_results) == 18
     with pytest.raises(SystemExit, match="does not exist"):
         card_cli(["render", "--model-dir", str(tmp_path / "nope"), "--out", str(out)])
+
+
+def test_evaluations_notes_and_extra_bullets_render():
+    from hub_card import render_model_card
+
+    cfg = {"labels": ["neutral", "happy", "angry", "sad"], "modalities": ["audio", "text"], "sample_rate": 16000,
+           "min_audio_seconds": 0.1, "max_audio_seconds": 8.0, "max_text_tokens": 64, "num_frames": 8,
+           "audio_encoder": "openai/whisper-tiny.en", "text_encoder": "x/y"}
+    extra = {"evaluations": [{"data": "RAVDESS 17-20", "modalities": "speech + text", "n": 144, "wa": 0.8,
+                              "ua": 0.79, "macro_f1": 0.78}],
+             "notes": ["**No video**: none was paired."], "limitations": ["Acted English only."],
+             "license_notes": ["Non-commercial use only."]}
+    card = render_model_card(cfg, extra=extra)
+    assert "## Evaluation" in card and "| RAVDESS 17-20 | speech + text | 144 | 80.00 | 79.00 | 78.00 |" in card
+    assert "## How it was built" in card and "- **No video**: none was paired." in card
+    assert "- Acted English only." in card and "- Non-commercial use only." in card
+    bare = render_model_card(cfg)
+    assert "## Evaluation" not in bare and "## How it was built" not in bare

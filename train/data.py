@@ -48,6 +48,7 @@ class Sample:
         split: ``"train"`` or ``"val"`` when the corpus fixes the split.
         fold: Cross-validation group (IEMOCAP session) when the corpus fixes folds.
         synthetic_seed: Set for generated samples: the seed of their content.
+        weight: Weight of the sample's cross-entropy in training (manifest column ``weight``).
     """
 
     id: str
@@ -62,6 +63,7 @@ class Sample:
     split: str | None = None
     fold: str | None = None
     synthetic_seed: int | None = None
+    weight: float = 1.0
 
 
 @dataclass
@@ -105,6 +107,18 @@ def _resolve(path: str, root: Path) -> str | None:
     return str(p if p.is_absolute() else root / p)
 
 
+def _weight(value: str, path: Path, line: int) -> float:
+    if not value:
+        return 1.0
+    try:
+        weight = float(value)
+    except ValueError:
+        raise ConfigError(f"{path} line {line}: weight {value!r} is not a number") from None
+    if not weight > 0:
+        raise ConfigError(f"{path} line {line}: weight must be > 0, got {value}")
+    return weight
+
+
 def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[str, str],
                   root: str | Path | None = None) -> tuple[list[Sample], Counter]:
     """Reads a corpus CSV.
@@ -112,7 +126,8 @@ def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[st
     Columns (case-insensitive): ``path`` (a video with sound, or an audio file; empty for
     text-only rows) or ``video`` and ``audio``; ``transcript`` (or ``text``); ``label`` (or
     ``emotion``); ``speaker`` (or ``actor``); optional ``split`` (train / val|dev / test),
-    ``fold`` and ``id``. Relative paths are taken from ``root`` (default: the CSV's folder).
+    ``fold``, ``id`` and ``weight`` (the sample's loss weight, default 1). Relative
+    paths are taken from ``root`` (default: the CSV's folder).
 
     Returns:
         The samples, and per raw label the number of rows dropped because it maps to no
@@ -150,6 +165,7 @@ def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[st
             id=_column(row, "id") or f"{path.stem}-{i:06d}", label=label, speaker=_column(row, "speaker", "actor"),
             video=video, audio=audio, text=_column(row, "transcript", "text") or None,
             split="val" if split in VAL_SPLITS else split, fold=_column(row, "fold") or None,
+            weight=_weight(_column(row, "weight"), path, i + 2),
         ))
     if dropped:
         logger.info("%s: dropped %d rows outside the label map: %s", path.name, sum(dropped.values()), dict(dropped))

@@ -112,18 +112,20 @@ class Batch:
         inputs: Processor outputs for the fine-tuned modalities (no ``modality_mask``).
         modality_mask: ``(B, 3)`` presence flags (video, audio, text).
         labels: ``(B,)`` class indices.
+        weights: ``(B,)`` loss weights of the samples.
     """
 
     cached: dict[str, tuple[torch.Tensor, torch.Tensor]]
     inputs: dict[str, torch.Tensor]
     modality_mask: torch.Tensor
     labels: torch.Tensor
+    weights: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
         """The same batch on ``device``."""
         return Batch({m: (f.to(device), k.to(device)) for m, (f, k) in self.cached.items()},
                      {k: v.to(device) for k, v in self.inputs.items()}, self.modality_mask.to(device),
-                     self.labels.to(device))
+                     self.labels.to(device), self.weights.to(device))
 
 
 def pad_features(rows: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +167,8 @@ def build_batch(samples: Sequence[Sample], features: Features, model, *, synthet
             for m in tuned:
                 present[:, MODALITIES.index(m)] = mask[:, MODALITIES.index(m)]
     labels = torch.tensor([s.label for s in samples], dtype=torch.long)
-    return Batch(cached, inputs, present, labels)
+    weights = torch.tensor([s.weight for s in samples], dtype=torch.float32)
+    return Batch(cached, inputs, present, labels, weights)
 
 
 class TrainStep(nn.Module):
@@ -176,10 +179,13 @@ class TrainStep(nn.Module):
         self.model = model
 
     def forward(self, cached: dict[str, tuple[torch.Tensor, torch.Tensor]], inputs: dict[str, torch.Tensor],
-                modality_mask: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+                modality_mask: torch.Tensor, labels: torch.Tensor,
+                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Returns ``loss``, ``ce_loss``, ``mir_loss`` and ``logits`` ``(B, C)``."""
         encoded = {m: EncoderOutput(f, k) for m, (f, k) in cached.items()}
         if inputs:
             encoded.update(self.model.encode(**inputs))
-        out = self.model.fuse(encoded, modality_mask=modality_mask, labels=labels)
+        uniform = weights is None or bool(torch.all(weights == 1))  # plain mean: bit-identical to no weights
+        out = self.model.fuse(encoded, modality_mask=modality_mask, labels=labels,
+                              sample_weights=None if uniform else weights)
         return {"loss": out.loss, "ce_loss": out.ce_loss, "mir_loss": out.mir_loss, "logits": out.logits}

