@@ -230,11 +230,42 @@ class EmotionRecognizer:
             clip.timings_ms.update(per_clip_ms)
 
     # ------------------------------------------------------------------ stage 4: fusion
-    def _fuse(self, encoded: dict[str, EncoderOutput], use: Sequence[str]) -> Any:
-        subset = {m: encoded[m] for m in use}
+    def _fuse(self, clips: Sequence[PreparedClip], uses: Sequence[Sequence[str]]) -> Any:
+        """One batched fusion; clip i uses modalities ``uses[i]`` (padding never changes a row)."""
+        encoded, present = {}, torch.zeros(len(clips), len(MODALITIES), dtype=torch.bool)
+        for j, m in enumerate(MODALITIES):
+            rows = [c.encoded[m] if m in use else None for c, use in zip(clips, uses)]
+            if all(r is None for r in rows):
+                continue
+            ref = next(r for r in rows if r is not None).features
+            length = max(r.features.shape[1] for r in rows if r is not None)
+            features = ref.new_zeros(len(clips), length, ref.shape[-1])  # (B, L, E)
+            mask = torch.zeros(len(clips), length, dtype=torch.bool)
+            for i, r in enumerate(rows):
+                if r is not None:
+                    n = r.features.shape[1]
+                    features[i, :n], mask[i, :n], present[i, j] = r.features[0], r.mask[0].cpu(), True
+            encoded[m] = EncoderOutput(features.to(self.device), mask.to(self.device))
         with torch.inference_mode(), self._autocast():
-            return self.model.fuse({m: EncoderOutput(e.features.to(self.device), e.mask.to(self.device))
-                                    for m, e in subset.items()})
+            return self.model.fuse(encoded, modality_mask=present.to(self.device))
+
+    def _with_text(self, clip: PreparedClip, text: str | bytes | None, wanted: Sequence[str]) -> PreparedClip:
+        """``clip`` with a new transcript encoded (a copy; ``clip`` itself is not modified)."""
+        if text is None or "text" not in wanted or clean_text(text) == clip.transcript.text:
+            return clip
+        new = self.prepare(text=text, modalities=["text"])
+        return dataclasses.replace(
+            clip, encoded={**{k: v for k, v in clip.encoded.items() if k != "text"}, **new.encoded},
+            transcript=new.transcript, text_tokens=new.text_tokens,
+            missing={k: v for k, v in clip.missing.items() if k != "text"},
+            timings_ms={**clip.timings_ms, "encoder_text": new.timings_ms.get("encoder_text", 0.0)})
+
+    def _usable(self, clip: PreparedClip, wanted: Sequence[str]) -> list[str]:
+        use = [m for m in wanted if m in clip.encoded]
+        if not use:
+            reasons = "; ".join(f"{m}: {clip.missing.get(m, 'not available')}" for m in wanted)
+            raise InputError(f"nothing to classify: none of the requested modalities is available ({reasons})")
+        return use
 
     def classify(self, clip: PreparedClip, *, modalities: object = None, text: str | bytes | None = None,
                  explain: bool = True) -> Prediction:
@@ -245,24 +276,39 @@ class EmotionRecognizer:
             modalities: Subset to use (default: every trained modality available).
             text: A replacement transcript; only the text encoder re-runs (``clip`` itself is
                 never modified, so it can be cached and reused).
-            explain: Also compute per-modality contributions (leave-one-out fusions).
+            explain: Also compute per-modality contributions (leave-one-out fusions, timed
+                as ``timings_ms["explain"]``).
         """
+        return self.classify_batch([clip], modalities=modalities, texts=[text], explain=explain)[0]
+
+    def classify_batch(self, clips: Sequence[PreparedClip], *, modalities: object = None,
+                       texts: Sequence[str | bytes | None] | None = None, explain: bool = False) -> list[Prediction]:
+        """``classify`` for many prepared clips with one batched fusion."""
         wanted = self.check_modalities(modalities)
-        timings = dict(clip.timings_ms)
-        if text is not None and clean_text(text) != clip.transcript.text and "text" in wanted:
-            new = self.prepare(text=text, modalities=["text"])
-            missing = {k: v for k, v in clip.missing.items() if k != "text"}
-            clip = dataclasses.replace(clip, encoded={**{k: v for k, v in clip.encoded.items() if k != "text"},
-                                                      **new.encoded},
-                                       transcript=new.transcript, text_tokens=new.text_tokens, missing=missing)
-            timings["encoder_text"] = new.timings_ms.get("encoder_text", 0.0)
-        use = [m for m in wanted if m in clip.encoded]
-        if not use:
-            reasons = "; ".join(f"{m}: {clip.missing.get(m, 'not available')}" for m in wanted)
-            raise InputError(f"nothing to classify: none of the requested modalities is available ({reasons})")
-        with _timer(timings, "fusion"):
-            out = self._fuse(clip.encoded, use)
-        probs = out.logits.float().softmax(-1)[0].cpu().numpy()
+        clips = [self._with_text(c, t, wanted) for c, t in zip(clips, texts or [None] * len(clips))]
+        uses = [self._usable(c, wanted) for c in clips]
+        start = time.perf_counter()
+        out = self._fuse(clips, uses)
+        fusion_ms = (time.perf_counter() - start) * 1000.0 / len(clips)
+        probs = out.logits.float().softmax(-1).cpu().numpy()  # (B, C)
+        preds = [self._prediction(c, out, i, probs[i], use, wanted, {**c.timings_ms, "fusion": fusion_ms})
+                 for i, (c, use) in enumerate(zip(clips, uses))]
+        if explain:
+            start = time.perf_counter()
+            for clip, use, pred in zip(clips, uses, preds):
+                if len(use) > 1:
+                    top = self.labels.index(pred.label)
+                    rest = [[x for x in use if x != m] for m in use]
+                    left_out = self._fuse([clip] * len(use), rest).logits.float().softmax(-1)[:, top].cpu()
+                    pred.contributions = {m: float(pred.scores[0]["score"] - p) for m, p in zip(use, left_out.tolist())}
+            for pred in preds:
+                pred.timings_ms["explain"] = (time.perf_counter() - start) * 1000.0 / len(preds)
+        for pred in preds:
+            pred.timings_ms["total"] = sum(v for k, v in pred.timings_ms.items() if k != "total")
+        return preds
+
+    def _prediction(self, clip: PreparedClip, out: Any, index: int, probs: np.ndarray, use: Sequence[str],
+                    wanted: Sequence[str], timings: dict[str, float]) -> Prediction:
         order = np.argsort(-probs)
         missing = {m: r for m, r in clip.missing.items() if m not in use}
         for m in wanted:
@@ -271,31 +317,23 @@ class EmotionRecognizer:
         for m in MODALITIES:
             if m not in wanted:
                 missing.setdefault(m, "not requested" if m in self.config.modalities else "the model was not trained on it")
-        pred = Prediction(
+        return Prediction(
             label=self.labels[int(order[0])],
             scores=[{"label": self.labels[int(i)], "score": float(probs[i])} for i in order],
             transcript=clip.transcript.text if "text" in use else None,
             transcript_source=clip.transcript.source if "text" in use else "missing",
             transcript_reason=clip.transcript.reason,
             modalities_used=list(use), missing=missing,
-            gates=self._gates(out, clip, use), gate_axes=self._axes(clip, use), timings_ms=timings,
+            gates=self._gates(out, index, clip, use), gate_axes=self._axes(clip, use), timings_ms=timings,
         )
-        if explain and len(use) > 1:
-            top = int(order[0])
-            for m in use:
-                rest = [x for x in use if x != m]
-                p = self._fuse(clip.encoded, rest).logits.float().softmax(-1)[0, top].item()
-                pred.contributions[m] = float(probs[top] - p)
-        pred.timings_ms["total"] = sum(v for k, v in pred.timings_ms.items() if k != "total")
-        return pred
 
     @staticmethod
-    def _gates(out: Any, clip: PreparedClip, use: Sequence[str]) -> dict[str, np.ndarray]:
+    def _gates(out: Any, index: int, clip: PreparedClip, use: Sequence[str]) -> dict[str, np.ndarray]:
         gates = {}
         for name, g in out.gates.items():
             a, b = name.split("<-")
             if a in use and b in use:
-                gates[name] = g[0, : clip.encoded[a].features.shape[1]].float().cpu().numpy()  # (L_A, D)
+                gates[name] = g[index, : clip.encoded[a].features.shape[1]].float().cpu().numpy()  # (L_A, D)
         return gates
 
     def _axes(self, clip: PreparedClip, use: Sequence[str]) -> dict[str, list]:
@@ -324,6 +362,6 @@ class EmotionRecognizer:
         """Classifies many clips (dicts with ``video`` / ``audio`` / ``text``), batching the encoders."""
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            for clip in self.prepare_batch(items[start : start + batch_size], modalities=modalities):
-                results.append(self.classify(clip, modalities=modalities, explain=explain))
+            clips = self.prepare_batch(items[start : start + batch_size], modalities=modalities)
+            results += self.classify_batch(clips, modalities=modalities, explain=explain)
         return results

@@ -204,10 +204,10 @@ def test_toggles_and_text_edits_rerun_only_the_fusion(recognizer, clips):
         assert cached and pred.modalities_used == subset
     edited, cached = backend.run(cache, str(clips["good"]), None, "I am furious", ["text"])
     assert cached and edited.transcript == "I am furious"
-    assert [c.get("video") for c in counting.calls] == [str(clips["good"]), None]  # 1 full prepare + 1 text-only
+    assert [c.get("video") for c in counting.calls] == [str(clips["good"])]  # 1 full prepare; the text re-encodes inside classify
     again, _ = backend.run(cache, str(clips["good"]), None, TEXT, ["video", "audio", "text"])
     assert again.transcript == TEXT and [x["score"] for x in again.scores] == pytest.approx([x["score"] for x in first.scores])
-    assert len(counting.calls) == 2  # the original text's encoding was still cached
+    assert len(counting.calls) == 1  # the original text's encoding was still cached
 
 
 def test_ui_event_renders_label_heatmaps_and_contributions(recognizer, clips):
