@@ -150,3 +150,14 @@ def test_epoch_batches_shard_and_repeat():
     shards = [epoch_batches(10, 2, seed=0, epoch=0, rank=r, world=3) for r in range(3)]
     assert len({sum(len(b) for b in s) for s in shards}) == 1  # equal steps on every rank
     assert set(i for s in shards for b in s for i in b) == set(range(10))
+
+
+def test_epoch_batches_grouped_by_modalities():
+    groups = ["speech+text" if i % 5 == 0 else "text" for i in range(23)]
+    batches = epoch_batches(23, 4, seed=0, epoch=1, groups=groups)
+    assert sorted(i for b in batches for i in b) == list(range(23))
+    assert all(len({groups[i] for i in b}) == 1 for b in batches)
+    assert batches == epoch_batches(23, 4, seed=0, epoch=1, groups=groups)
+    shards = [epoch_batches(23, 4, seed=0, epoch=1, groups=groups, rank=r, world=2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1])
+    assert {i for s in shards for b in s for i in b} == set(range(23))

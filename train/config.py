@@ -87,6 +87,8 @@ class OptimConfig:
         max_grad_norm: Gradient clipping norm; 0 turns clipping off.
         max_epochs: Upper bound on epochs.
         patience: Early stopping: epochs without a better validation UA; 0 = never stop.
+        group_by_modalities: Batch together samples that have the same modalities (mixed
+            corpora: text-only rows are never padded to a speech clip's length).
     """
 
     lr: float = 1e-5
@@ -98,6 +100,7 @@ class OptimConfig:
     max_grad_norm: float = 0.0
     max_epochs: int = 30
     patience: int = 5
+    group_by_modalities: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,29 @@ def make_accelerator(cfg: TrainConfig):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
-    """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    per_rank = -(-n // world)
-    order += order[: per_rank * world - n]  # every rank gets the same number of samples
-    shard = order[rank::world]
-    return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
+def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  groups: Sequence[object] | None = None) -> list[list[int]]:
+    """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank.
+
+    With ``groups`` (one key per sample, e.g. which modalities it has), a batch only holds
+    samples of one group and the batch order is shuffled: a text-only sample is then never
+    padded to the length of a speech clip. Every rank gets the same number of batches.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    if groups is None:
+        per_rank = -(-n // world)
+        order += order[: per_rank * world - n]  # every rank gets the same number of samples
+        shard = order[rank::world]
+        return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
+    members: dict[object, list[int]] = {}
+    for i in order:
+        members.setdefault(groups[i], []).append(i)
+    batches = [m[i : i + batch_size] for m in members.values() for i in range(0, len(m), batch_size)]
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    per_rank = -(-len(batches) // world)
+    batches += batches[: per_rank * world - len(batches)]
+    return batches[rank::world]
 
 
 class FoldTrainer:
@@ -143,6 +160,12 @@ class FoldTrainer:
                 raise TrainingInterrupted(f"stopped after {ran} epoch(s) (stop_after_epochs); continue with --resume")
         return self.result()
 
+    def _modality_key(self, sample: Sample) -> tuple[bool, ...]:
+        """Which modalities a sample has (cached features, or a source for the fine-tuned ones)."""
+        cached = self.features.get(sample.id, {})
+        sources = {"video": sample.video, "audio": sample.audio, "text": sample.text}
+        return tuple(m in cached or bool(sources[m]) for m in self.cfg.model.modalities)
+
     def _batch(self, samples: list[Sample]):
         return build_batch(samples, self.features, self.model,
                            synthetic_seconds=self.cfg.data.synthetic_seconds).to(self.acc.device)
@@ -153,8 +176,9 @@ class FoldTrainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         o, acc = self.cfg.optim, self.acc
+        groups = [self._modality_key(x) for x in self.fold.train] if o.group_by_modalities else None
         batches = epoch_batches(len(self.fold.train), o.batch_size, seed=self.cfg.seed, epoch=epoch,
-                                rank=acc.process_index, world=acc.num_processes)
+                                rank=acc.process_index, world=acc.num_processes, groups=groups)
         self.step.train()
         totals: dict[str, float] = defaultdict(float)
         bar = tqdm(batches, desc=f"fold {self.fold.name} epoch {epoch + 1}", unit="batch", leave=False,
