@@ -194,7 +194,9 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             modalities: Optional subset of modalities to use (others are treated as absent).
             labels: ``(B,)`` class indices; when given the loss is computed.
             sample_weights: Optional ``(B,)`` weights of each sample's cross-entropy (e.g. to
-                balance classes or corpora); the weighted mean is taken.
+                balance classes or corpora). The loss is ``sum(w * CE) / B``: with weights that
+                average 1 over the data it estimates the data-level weighted mean, also when a
+                batch holds a single corpus.
         """
         assert encoded, "fuse() needs at least one encoded modality"
         any_out = next(iter(encoded.values()))
@@ -249,7 +251,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         else:
             weights = sample_weights.to(out.logits.device, torch.float32)
             per_sample = F.cross_entropy(out.logits.float(), labels, reduction="none")  # (B,)
-            out.ce_loss = (per_sample * weights).sum() / weights.sum().clamp(min=1e-12)
+            out.ce_loss = (per_sample * weights).mean()
         mir_loss = out.logits.new_zeros((), dtype=torch.float32)
         if out.mir:
             index = {m: i for i, m in enumerate(MODALITIES)}
