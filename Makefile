@@ -37,5 +37,6 @@ bench: install
 lite: install
 	$(PY) -m train.prepare lite --data-dir $(DATA) --out data/lite
 	$(PY) -m train --config train/configs/lite.yaml --output-dir runs/lite --resume
-	$(PY) -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate --resume
+	$(PY) -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate --resume \
+		--set optim.max_epochs=3 --set optim.patience=0
 	$(PY) -m train.lite --run runs/lite --ablations runs/lite-ablate --data data/lite --out checkpoints/gia-mic-lite

@@ -161,3 +161,15 @@ def test_epoch_batches_grouped_by_modalities():
     shards = [epoch_batches(23, 4, seed=0, epoch=1, groups=groups, rank=r, world=2) for r in range(2)]
     assert len(shards[0]) == len(shards[1])
     assert {i for s in shards for b in s for i in b} == set(range(23))
+
+
+def test_a_finished_run_can_be_extended_on_resume(cli_run, tmp_path):
+    from train.run import run_training
+
+    out, _ = cli_run
+    run_training(TrainConfig.load(TINY, [*SMALL, "optim.max_epochs=2"]), tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["folds"][0]["epochs"] == 2
+    run_training(TrainConfig.load(TINY, SMALL), tmp_path / "r", resume=True)  # max_epochs back to 3
+    expected, got = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "r"))
+    assert got == expected
+    assert TrainConfig.load(tmp_path / "r" / "train_config.yaml").optim.max_epochs == 3

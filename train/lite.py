@@ -2,7 +2,8 @@ r"""Exports the embedded default ``checkpoints/gia-mic-lite`` from a ``train/con
 
     python -m train.prepare lite --data-dir ../shared/data --out data/lite
     python -m train --config train/configs/lite.yaml --output-dir runs/lite
-    python -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate
+    python -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate \
+        --set optim.max_epochs=3 --set optim.patience=0     # 4 variants on a 3-epoch budget each
     python -m train.lite --run runs/lite --ablations runs/lite-ablate --data data/lite --out checkpoints/gia-mic-lite
 
 The export stores the weights compactly (large matrices int8 with per-row scales, the rest

@@ -231,8 +231,7 @@ class FoldTrainer:
         else:
             s.bad_epochs += 1
         s.epoch = epoch + 1
-        patience = self.cfg.optim.patience
-        s.done = s.epoch >= self.cfg.optim.max_epochs or (patience > 0 and s.bad_epochs >= patience)
+        self._update_done()
         logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s", self.fold.name, s.epoch, stats.get("loss", 0.0),
                     report["ua"], report["wa"], " (best)" if improved else "")
 
@@ -276,7 +275,12 @@ class FoldTrainer:
         restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
                     json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
         self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
+        self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
+
+    def _update_done(self) -> None:
+        s, patience = self.state, self.cfg.optim.patience
+        s.done = s.epoch >= self.cfg.optim.max_epochs or (patience > 0 and s.bad_epochs >= patience)
 
     def result(self) -> dict[str, Any]:
         """The fold's entry of ``results.json`` (validation metrics at the best epoch)."""

@@ -31,6 +31,7 @@ FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": 
 COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight")
 LITE_SPEECH = "whisper-tiny.en-2l-8s"
 LITE_TEXT = "all-MiniLM-L6-v2"
+LITE_RAVDESS_REPEATS = 8
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -71,12 +72,19 @@ def meld_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
     return rows, dropped
 
 
-def lite_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
-    """RAVDESS + MELD, each (corpus, class) cell of the training split weighted to the same total."""
+def lite_rows(data_dir: Path, ravdess_repeats: int = LITE_RAVDESS_REPEATS) -> tuple[list[dict[str, str]], Counter]:
+    """RAVDESS + MELD, each (corpus, class) cell of the training split weighted to the same total.
+
+    RAVDESS training rows are listed ``ravdess_repeats`` times (ids ``<id>-r<k>``; the feature
+    cache is keyed by content, so they are encoded once): with 576 RAVDESS against 7,500 MELD
+    training rows, the speech branch would otherwise get one step in fifteen.
+    """
     rows, dropped = [], Counter()
     for corpus, reader in (("ravdess", ravdess_rows), ("meld", meld_rows)):
         part, lost = reader(data_dir)
-        rows += [{**r, "corpus": corpus} for r in part]
+        for r in part:
+            repeats = ravdess_repeats if corpus == "ravdess" and r["split"] == "train" else 1
+            rows += [{**r, "corpus": corpus, "id": r["id"] if k == 0 else f"{r['id']}-r{k}"} for k in range(repeats)]
         dropped.update(lost)
     train_cells = Counter((r["corpus"], r["label"]) for r in rows if r["split"] == "train")
     mean_cell = sum(train_cells.values()) / len(train_cells)

@@ -32,7 +32,14 @@ from train.loop import FoldTrainer, make_accelerator
 logger = logging.getLogger(__name__)
 
 RESULT_NAME = "fold_result.json"
-IGNORED_ON_RESUME = ("stop_after_epochs", "progress")
+IGNORED_ON_RESUME = ("stop_after_epochs", "progress", "optim.max_epochs", "optim.patience")
+"""Keys a resumed run may change: it can be stopped early, or extended / shortened."""
+
+
+def _finished(result: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a fold's stored result still stands (not extended by a larger max_epochs on resume)."""
+    epochs, best, patience = result.get("epochs", 0), result.get("best_epoch", 0), cfg.optim.patience
+    return epochs >= cfg.optim.max_epochs or (patience > 0 and epochs - best >= patience)
 
 
 def load_samples(cfg: TrainConfig) -> tuple[list[Sample], Counter]:
@@ -68,7 +75,7 @@ def _check_output_dir(cfg: TrainConfig, output_dir: Path, resume: bool) -> None:
     if not resume:
         raise ConfigError(f"{output_dir} already holds a run: pass --resume to continue it, or choose a new --output-dir")
     old, new = TrainConfig.load(saved).to_dict(), cfg.to_dict()
-    changed = [k for k in _flatten(new) if k.split(".")[0] not in IGNORED_ON_RESUME
+    changed = [k for k in _flatten(new) if k not in IGNORED_ON_RESUME and k.split(".")[0] not in IGNORED_ON_RESUME
                and _flatten(new).get(k) != _flatten(old).get(k)]
     if changed:
         raise ConfigError(f"--resume: the config differs from the run in {output_dir} at {', '.join(changed[:6])}")
@@ -127,8 +134,10 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
         out = fold_dir(output_dir, fold, len(folds))
         done = out / RESULT_NAME
         if resume and done.is_file():
-            results.append(json.loads(done.read_text(encoding="utf-8")))
-            continue
+            previous = json.loads(done.read_text(encoding="utf-8"))
+            if _finished(previous, cfg):
+                results.append(previous)
+                continue
         result = FoldTrainer(cfg, fold, out, accelerator, cache, features).fit(resume=resume)
         if accelerator.is_main_process:
             atomic_write_text(done, json.dumps(result, indent=1) + "\n")
