@@ -43,6 +43,9 @@ def test_lite_rows_balance_corpus_and_class_cells(tmp_path):
     assert len(cells) == 4 + 3  # RAVDESS has 4 classes, MELD train has neutral/joy/anger here
     assert max(cells) == pytest.approx(min(cells), rel=1e-4)
     assert {r["corpus"] for r in rows if r["split"] == "val"} == {"ravdess", "meld"}
+    ravdess_train = [r for r in rows if r["corpus"] == "ravdess" and r["split"] == "train"]
+    assert len(ravdess_train) == 8 * 2 * 5  # 2 training actors x 5 kept emotions, listed 8 times
+    assert len({r["id"] for r in rows}) == len(rows)
 
 
 def test_manifest_weight_column(tmp_path):
