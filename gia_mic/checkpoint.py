@@ -137,7 +137,7 @@ def write_directory(directory: Path, writer) -> None:
 
 
 SCALE_SUFFIX = ".__int8_row_scale__"
-QUANTIZE_MIN_ELEMENTS = 65_536
+QUANTIZE_MIN_ELEMENTS = 1_000_000  # only embedding-table-sized matrices: smaller ones lose accuracy for little size
 
 
 def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None = None,
@@ -148,7 +148,7 @@ def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None =
         model: The module to save.
         path: Target ``.safetensors`` file.
         dtype: Optional storage dtype for floating tensors (e.g. ``torch.float16``).
-        quantize: ``"int8"`` stores each large 2-D weight as int8 with one float scale per
+        quantize: ``"int8"`` stores each 2-D weight of at least ``QUANTIZE_MIN_ELEMENTS`` as int8 with one float scale per
             row (symmetric, absmax / 127); ``read_weights`` restores float tensors.
     """
     if quantize not in (None, "int8"):
