@@ -21,6 +21,12 @@ from gia_mic.encoders import EncoderLoadError
 from gia_mic.media import MediaError
 from gia_mic.processing import InputError
 
+
+def _say(*parts: object, file=None) -> None:
+    """The CLI talks to people on stdout (errors on stderr); the library itself only logs."""
+    (file or sys.stdout).write(" ".join(str(p) for p in parts) + "\n")
+
+
 USER_ERRORS = (MediaError, InputError, ConfigError, CheckpointError, EncoderLoadError, FileNotFoundError)
 
 
@@ -43,16 +49,16 @@ def _predict(args: argparse.Namespace) -> int:
               "transcript_source": pred.transcript_source, "modalities_used": pred.modalities_used,
               "timings_ms": {k: round(v, 2) for k, v in pred.timings_ms.items()}}
     if args.json:
-        print(json.dumps(result, indent=2))
+        _say(json.dumps(result, indent=2))
         return 0
-    print(f"{path.name}: {pred.label}")
+    _say(f"{path.name}: {pred.label}")
     for s in pred.scores:
-        print(f"  {s['label']:<12} {s['score']:6.3f}  {'#' * round(40 * s['score'])}")
-    print(f"modalities used: {', '.join(pred.modalities_used)}")
+        _say(f"  {s['label']:<12} {s['score']:6.3f}  {'#' * round(40 * s['score'])}")
+    _say(f"modalities used: {', '.join(pred.modalities_used)}")
     for m, why in pred.missing.items():
-        print(f"  not used: {m} ({why})")
-    print(f"transcript ({pred.transcript_source}): {pred.transcript!r}")
-    print(f"time: {pred.timings_ms['total']:.0f} ms")
+        _say(f"  not used: {m} ({why})")
+    _say(f"transcript ({pred.transcript_source}): {pred.transcript!r}")
+    _say(f"time: {pred.timings_ms['total']:.0f} ms")
     return 0
 
 
@@ -120,14 +126,14 @@ def _evaluate(args: argparse.Namespace) -> int:
               "macro_f1": report["macro_f1"], "per_class_recall": report["per_class_recall"],
               "confusion": report["confusion"], "labels": report["labels"], "errors": errors}
     if args.json:
-        print(json.dumps(result, indent=2))
+        _say(json.dumps(result, indent=2))
     else:
-        print(f"n={result['n']} skipped={result['skipped']} errors={len(errors)}")
-        print(f"WA {result['wa']:.4f}  UA {result['ua']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+        _say(f"n={result['n']} skipped={result['skipped']} errors={len(errors)}")
+        _say(f"WA {result['wa']:.4f}  UA {result['ua']:.4f}  macro-F1 {result['macro_f1']:.4f}")
         for label, r in result["per_class_recall"].items():
-            print(f"  recall {label:<12} {'n/a' if r is None else f'{r:.4f}'}")
+            _say(f"  recall {label:<12} {'n/a' if r is None else f'{r:.4f}'}")
         for e in errors[:10]:
-            print(f"  error: {e}")
+            _say(f"  error: {e}")
     return 0
 
 
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:
-        print(f"gia-mic: error: {err}", file=sys.stderr)
+        _say(f"gia-mic: error: {err}", file=sys.stderr)
         return 2
 
 
