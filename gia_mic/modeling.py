@@ -203,7 +203,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         batch, device = any_out.features.shape[0], any_out.features.device
         if modality_mask is None:
             modality_mask = torch.ones(batch, len(MODALITIES), dtype=torch.bool, device=device)
-        use = torch.tensor([m in encoded and m in normalize_modalities(modalities) for m in MODALITIES], device=device)
+        wanted = normalize_modalities(modalities)  # once, not once per modality
+        use = torch.tensor([m in encoded and m in wanted for m in MODALITIES], device=device)
         present = self._drop_modalities(modality_mask.to(device).bool() & use)  # (B, 3)
         tokens, masks = self._tokens(encoded, present, batch)
         h = {m: self.feature_extractors[m](tokens[m], masks[m]) for m in MODALITIES}  # (B, L_M, D) each
