@@ -173,3 +173,52 @@ def test_a_finished_run_can_be_extended_on_resume(cli_run, tmp_path):
     expected, got = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "r"))
     assert got == expected
     assert TrainConfig.load(tmp_path / "r" / "train_config.yaml").optim.max_epochs == 3
+
+
+def test_per_corpus_validation_and_corpus_mean_selection(tmp_path):
+    """Two corpora in one manifest: metrics per corpus, and the best epoch by their mean UA."""
+    from train.loop import FoldTrainer
+    from train.run import run_training
+
+    words = {"neutral": "plain calm table", "happy": "great joy smile", "angry": "furious rage shout",
+             "sad": "tears grief loss"}
+    lines = ["id,transcript,label,speaker,split,corpus"]
+    for i in range(48):
+        label = list(words)[i % 4]
+        corpus = "big" if i % 3 else "small"
+        split = "val" if i % 4 == (i // 4) % 4 else "train"
+        lines.append(f"r{i},{words[label]} {i},{label},s{i % 6},{split},{corpus}")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    cfg = TrainConfig.load(TINY, ["data.source=manifest", f"data.manifest={tmp_path / 'm.csv'}", "optim.max_epochs=3",
+                                  "optim.patience=0", "progress=false", "optim.select_metric=corpus_mean_ua",
+                                  "model.modalities=[text]"])
+    run_training(cfg, tmp_path / "run")
+    fold = json.loads((tmp_path / "run" / "results.json").read_text())["folds"][0]
+    assert set(fold["by_corpus"]) == {"big", "small"}
+    assert sum(r["n"] for r in fold["by_corpus"].values()) == fold["n_val"]
+    assert fold["select_metric"] == "corpus_mean_ua"
+    history = json.loads((tmp_path / "run" / "fold_result.json").read_text())["history"]
+    means = [(h["val_ua_big"] + h["val_ua_small"]) / 2 for h in history]
+    assert fold["best_epoch"] == 1 + max(range(len(means)), key=lambda k: (means[k], -k))
+
+    report = {"ua": 0.9, "by_corpus": {"big": {"ua": 0.9}, "small": {"ua": 0.3}}}
+    score = lambda metric: FoldTrainer._score(types.SimpleNamespace(cfg=TrainConfig.load(  # noqa: E731
+        TINY, [f"optim.select_metric={metric}"])), report)
+    assert score("ua") == 0.9 and score("corpus_mean_ua") == pytest.approx(0.6)
+    with pytest.raises(Exception, match="optim.select_metric: must be one of"):
+        TrainConfig.load(TINY, ["optim.select_metric=wa"])
+
+
+def test_ablation_table_has_a_column_per_corpus():
+    from train.ablate import ablation_table, corpus_ua
+
+    def summary(wa, ravdess, meld):
+        fold = {"by_corpus": {"ravdess": {"ua": ravdess}, "meld": {"ua": meld}}}
+        return {"mean": {"wa": wa, "ua": wa, "macro_f1": wa}, "std": {"wa": 0, "ua": 0, "macro_f1": 0}, "folds": [fold]}
+
+    results = {"full": summary(0.70, 0.76, 0.58), "no_mic": summary(0.68, 0.72, 0.57)}
+    assert corpus_ua(results["full"]) == {"meld": 0.58, "ravdess": 0.76}
+    lines = ablation_table(results).splitlines()
+    assert lines[0] == "| variant | WA (%) | UA (%) | macro-F1 (%) | UA meld (%) | UA ravdess (%) | ΔWA (points) | paper ΔWA |"
+    assert lines[3] == "| without MIC (gamma = 0) | 68.0 ± 0.0 | 68.0 ± 0.0 | 68.0 ± 0.0 | 57.0 | 72.0 | -2.0 | -0.7 |"
+    assert ablation_table({"full": {**summary(0.7, 0, 0), "folds": []}}).splitlines()[0].count("|") == 7

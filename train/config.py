@@ -25,6 +25,7 @@ from gia_mic.configuration import ConfigError, GiaMicConfig
 
 SOURCES = ("synthetic", "manifest", "iemocap")
 SPEAKER_SIDES = ("marked_left", "marked_right", "none")
+SELECT_METRICS = ("ua", "corpus_mean_ua")
 PRECISIONS = ("no", "fp16", "bf16")
 
 
@@ -86,7 +87,10 @@ class OptimConfig:
         grad_accum_steps: Micro-batches accumulated per optimiser step.
         max_grad_norm: Gradient clipping norm; 0 turns clipping off.
         max_epochs: Upper bound on epochs.
-        patience: Early stopping: epochs without a better validation UA; 0 = never stop.
+        patience: Early stopping: epochs without a better selection score; 0 = never stop.
+        select_metric: The validation score that picks the best epoch: ``ua`` (UA over all
+            validation rows), or ``corpus_mean_ua`` (the mean of each corpus's UA, from the
+            manifest's ``corpus`` column: a large corpus cannot drown a small one).
         group_by_modalities: Batch together samples that have the same modalities (mixed
             corpora: text-only rows are never padded to a speech clip's length).
     """
@@ -101,6 +105,7 @@ class OptimConfig:
     max_epochs: int = 30
     patience: int = 5
     group_by_modalities: bool = False
+    select_metric: str = "ua"
 
 
 @dataclass
@@ -162,6 +167,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "max_epochs"):
             need(getattr(o, name) >= 1, f"optim.{name}: must be >= 1, got {getattr(o, name)}")
         need(o.patience >= 0 and o.max_grad_norm >= 0, "optim.patience and optim.max_grad_norm must be >= 0")
+        need(o.select_metric in SELECT_METRICS,
+             f"optim.select_metric: must be one of {SELECT_METRICS}, got {o.select_metric!r}")
         need(self.mixed_precision in PRECISIONS, f"mixed_precision: must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         need(self.keep_checkpoints >= 1, f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
         need(self.stop_after_epochs is None or self.stop_after_epochs >= 1,

@@ -49,6 +49,8 @@ class Sample:
         fold: Cross-validation group (IEMOCAP session) when the corpus fixes folds.
         synthetic_seed: Set for generated samples: the seed of their content.
         weight: Weight of the sample's cross-entropy in training (manifest column ``weight``).
+        corpus: Name of the corpus the row comes from (manifest column ``corpus``), for
+            validation metrics per corpus when a run mixes corpora.
     """
 
     id: str
@@ -64,6 +66,7 @@ class Sample:
     fold: str | None = None
     synthetic_seed: int | None = None
     weight: float = 1.0
+    corpus: str | None = None
 
 
 @dataclass
@@ -126,7 +129,8 @@ def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[st
     Columns (case-insensitive): ``path`` (a video with sound, or an audio file; empty for
     text-only rows) or ``video`` and ``audio``; ``transcript`` (or ``text``); ``label`` (or
     ``emotion``); ``speaker`` (or ``actor``); optional ``split`` (train / val|dev / test),
-    ``fold``, ``id`` and ``weight`` (the sample's loss weight, default 1). Relative
+    ``fold``, ``id``, ``weight`` (the sample's loss weight, default 1) and ``corpus`` (for
+    validation metrics per corpus). Relative
     paths are taken from ``root`` (default: the CSV's folder).
 
     Returns:
@@ -165,7 +169,7 @@ def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[st
             id=_column(row, "id") or f"{path.stem}-{i:06d}", label=label, speaker=_column(row, "speaker", "actor"),
             video=video, audio=audio, text=_column(row, "transcript", "text") or None,
             split="val" if split in VAL_SPLITS else split, fold=_column(row, "fold") or None,
-            weight=_weight(_column(row, "weight"), path, i + 2),
+            weight=_weight(_column(row, "weight"), path, i + 2), corpus=_column(row, "corpus") or None,
         ))
     if dropped:
         logger.info("%s: dropped %d rows outside the label map: %s", path.name, sum(dropped.values()), dict(dropped))

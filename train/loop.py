@@ -55,7 +55,7 @@ class LoopState:
     """Everything besides tensors that a resumed run needs."""
 
     epoch: int = 0
-    best_ua: float = -1.0
+    best_ua: float = -1.0  # the best selection score (``optim.select_metric``; UA by default)
     best_epoch: int = 0
     bad_epochs: int = 0
     done: bool = False
@@ -215,25 +215,43 @@ class FoldTrainer:
             loss_sum += float(out["ce_loss"]) * len(index)
         preds = dict(gather_object(preds))
         loss = sum(gather_object([loss_sum])) / max(len(val), 1)
-        y_true = [val[j].label for j in sorted(preds)]
-        report = classification_report(y_true, [preds[j] for j in sorted(preds)], self.cfg.model.labels)
+        order = sorted(preds)
+        y_true, y_pred = [val[j].label for j in order], [preds[j] for j in order]
+        report = classification_report(y_true, y_pred, self.cfg.model.labels)
+        corpora = sorted({val[j].corpus or "-" for j in order})
+        if len(corpora) > 1:
+            report["by_corpus"] = {
+                c: classification_report([t for j, t in zip(order, y_true) if (val[j].corpus or "-") == c],
+                                         [p for j, p in zip(order, y_pred) if (val[j].corpus or "-") == c],
+                                         self.cfg.model.labels)
+                for c in corpora}
         return report, loss
+
+    def _score(self, report: dict[str, Any]) -> float:
+        """The number that picks the best epoch (``optim.select_metric``; with one corpus, UA)."""
+        if self.cfg.optim.select_metric == "corpus_mean_ua" and "by_corpus" in report:
+            values = [r["ua"] for r in report["by_corpus"].values()]
+            return sum(values) / len(values)
+        return report["ua"]
 
     def _record(self, epoch: int, stats: dict[str, float], report: dict[str, Any], val_loss: float) -> None:
         s = self.state
         s.history.append({"epoch": epoch + 1, "train_loss": stats.get("loss"), "train_ce": stats.get("ce_loss"),
                           "train_mir": stats.get("mir_loss"), "val_loss": val_loss, "val_wa": report["wa"],
-                          "val_ua": report["ua"], "val_macro_f1": report["macro_f1"]})
-        improved = not math.isnan(report["ua"]) and report["ua"] > s.best_ua
+                          "val_ua": report["ua"], "val_macro_f1": report["macro_f1"],
+                          **{f"val_ua_{c}": r["ua"] for c, r in report.get("by_corpus", {}).items()}})
+        score = self._score(report)
+        improved = not math.isnan(score) and score > s.best_ua
         if improved:
-            s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = report["ua"], epoch + 1, report, 0
+            s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
             self._save_best()
         else:
             s.bad_epochs += 1
         s.epoch = epoch + 1
         self._update_done()
-        logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s", self.fold.name, s.epoch, stats.get("loss", 0.0),
-                    report["ua"], report["wa"], " (best)" if improved else "")
+        per_corpus = "".join(f" | {c} UA {r['ua']:.4f}" for c, r in report.get("by_corpus", {}).items())
+        logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s%s", self.fold.name, s.epoch,
+                    stats.get("loss", 0.0), report["ua"], report["wa"], per_corpus, " (best)" if improved else "")
 
     # ------------------------------------------------------------------ files
     def _save_best(self) -> None:
@@ -286,6 +304,8 @@ class FoldTrainer:
         """The fold's entry of ``results.json`` (validation metrics at the best epoch)."""
         r = self.state.best_report or {}
         keys = ("wa", "ua", "macro_f1", "per_class_recall", "confusion")
-        return {"fold": self.fold.name, **{k: r.get(k) for k in keys}, "epochs": self.state.epoch,
+        by_corpus = {c: {k: v.get(k) for k in (*keys, "n")} for c, v in r.get("by_corpus", {}).items()}
+        return {"fold": self.fold.name, **{k: r.get(k) for k in keys}, **({"by_corpus": by_corpus} if by_corpus else {}),
+                "select_metric": self.cfg.optim.select_metric, "epochs": self.state.epoch,
                 "best_epoch": self.state.best_epoch, "n_train": len(self.fold.train), "n_val": len(self.fold.val),
                 "history": self.state.history}
