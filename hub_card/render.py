@@ -131,8 +131,10 @@ def _ablations(extra: dict, results: dict) -> list[dict[str, Any]]:
     """Rows ``{"name", "wa", "ua", "macro_f1"}`` from a list, or ``ablations.json`` (``{name: {"mean": ...}}``)."""
     given = extra.get("ablations") or results.get("ablations") or []
     if isinstance(given, dict):
-        given = [{"name": name, **(r.get("mean") or {})} for name, r in given.items() if isinstance(r, dict)]
-    return [a | {"name": a["name"] or a["variant"]} for a in _rows(given, ("name", "variant", "wa", "ua", "macro_f1"))]
+        given = [{"name": name, **(r.get("mean") or {}), "by_corpus_ua": r.get("by_corpus_ua") or {}}
+                 for name, r in given.items() if isinstance(r, dict)]
+    rows = _rows(given, ("name", "variant", "wa", "ua", "macro_f1", "by_corpus_ua"))
+    return [a | {"name": a["name"] or a["variant"], "by_corpus_ua": a["by_corpus_ua"] or {}} for a in rows]
 
 
 def _license(train_config: dict, datasets: list[dict], extra: dict) -> tuple[str, str | None]:
@@ -238,6 +240,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         front["datasets"] = real
     if index := model_index(name, task, datasets, protocol, results, len(labels)):
         front["model-index"] = index
+    ablations = _ablations(extra, results)
     settings = {**(train_config.get("optim") or {}),
                 **{k: train_config[k] for k in ("seed", "mixed_precision") if k in train_config}}
     optim = {k: ", ".join(map(str, v)) if isinstance(v, list) and all(isinstance(x, (int, float, str)) for x in v) else v
@@ -250,7 +253,8 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
         "split": data.get("split"), "label_map": _label_map(data), "license": license_id,
         "folds": _folds(results), "mean": mean, "std": std, "per_class": _per_class(results, labels),
-        "ablations": _ablations(extra, results),
+        "ablations": ablations,
+        "ablation_corpora": sorted({c for a in ablations for c in a["by_corpus_ua"]}),
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],

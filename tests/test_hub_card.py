@@ -150,3 +150,12 @@ def test_evaluations_notes_and_extra_bullets_render():
     assert "- Acted English only." in card and "- Non-commercial use only." in card
     bare = render_model_card(cfg)
     assert "## Evaluation" not in bare and "## How it was built" not in bare
+
+
+def test_ablations_with_per_corpus_ua_get_columns(model_config):
+    ablations = {"full": {"mean": {"wa": 0.7, "ua": 0.66, "macro_f1": 0.6}, "by_corpus_ua": {"meld": 0.55, "ravdess": 0.77}},
+                 "no_mic": {"mean": {"wa": 0.69, "ua": 0.65, "macro_f1": 0.6}, "by_corpus_ua": {"ravdess": 0.74}}}
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo", extra={"ablations": ablations})
+    assert "| variant | WA | UA | macro F1 | UA meld | UA ravdess |" in text
+    assert "| full | 70.00 | 66.00 | 60.00 | 55.00 | 77.00 |" in text
+    assert "| no_mic | 69.00 | 65.00 | 60.00 | – | 74.00 |" in text

@@ -37,15 +37,31 @@ def variant_config(cfg: TrainConfig, name: str, cache_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict(raw)
 
 
+def corpus_ua(summary: dict[str, Any]) -> dict[str, float]:
+    """Per corpus, the validation UA averaged over folds (runs whose manifest names corpora)."""
+    per: dict[str, list[float]] = {}
+    for fold in summary.get("folds", []):
+        for corpus, report in (fold.get("by_corpus") or {}).items():
+            per.setdefault(corpus, []).append(report["ua"])
+    return {c: sum(v) / len(v) for c, v in sorted(per.items())}
+
+
 def ablation_table(results: dict[str, dict[str, Any]]) -> str:
-    """One markdown table: WA / UA / macro-F1 (mean ± std over folds), change in WA vs. full."""
+    """One markdown table: WA / UA / macro-F1 (mean ± std over folds), change in WA vs. full.
+
+    When the validation data names several corpora, each corpus's UA gets a column too.
+    """
     full = results["full"]["mean"]["wa"] if "full" in results else None
-    lines = ["| variant | WA (%) | UA (%) | macro-F1 (%) | ΔWA (points) | paper ΔWA |",
-             "|---|---|---|---|---|---|"]
+    corpora = sorted({c for summary in results.values() for c in corpus_ua(summary)})
+    extra = "".join(f" UA {c} (%) |" for c in corpora)
+    lines = [f"| variant | WA (%) | UA (%) | macro-F1 (%) |{extra} ΔWA (points) | paper ΔWA |",
+             "|---|---|---|---|" + "---|" * len(corpora) + "---|---|"]
     for name, summary in results.items():
         title, _, paper = VARIANTS[name]
         mean, std = summary["mean"], summary["std"]
         cells = [f"{100 * mean[k]:.1f} ± {100 * std[k]:.1f}" for k in ("wa", "ua", "macro_f1")]
+        by_corpus = corpus_ua(summary)
+        cells += [f"{100 * by_corpus[c]:.1f}" if c in by_corpus else "–" for c in corpora]
         delta = "–" if name == "full" or full is None else f"{100 * (mean['wa'] - full):+.1f}"
         lines.append(f"| {title} | {' | '.join(cells)} | {delta} | {'–' if paper is None else f'{paper:+.1f}'} |")
     return "\n".join(lines) + "\n"
@@ -63,7 +79,8 @@ def run_ablations(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fa
         results[name] = run_training(variant_config(cfg, name, cache_dir), output_dir / name, resume=resume)
     atomic_write_text(output_dir / "ablations.md", ablation_table(results))
     atomic_write_text(output_dir / "ablations.json", json.dumps(
-        {name: {"mean": r["mean"], "std": r["std"], "paper_delta_wa": VARIANTS[name][2]} for name, r in results.items()},
+        {name: {"mean": r["mean"], "std": r["std"], "paper_delta_wa": VARIANTS[name][2],
+                **({"by_corpus_ua": corpus_ua(r)} if corpus_ua(r) else {})} for name, r in results.items()},
         indent=2) + "\n")
     return results
 
