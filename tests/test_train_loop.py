@@ -123,12 +123,17 @@ def test_resume_refuses_a_changed_config(cli_run, tmp_path):
         run_training(changed, out, resume=True)
 
 
-def test_ablation_table(tmp_path):
+def test_ablation_table(tmp_path, monkeypatch):
+    import train.loop
     from train.ablate import VARIANTS, run_ablations
 
+    calls = []
+    real = train.loop.extract_frozen
+    monkeypatch.setattr(train.loop, "extract_frozen", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = TrainConfig.load(TINY, [*SMALL, "optim.max_epochs=1", "data.synthetic_samples=16",
                                   "data.synthetic_speakers=4", "data.val_fraction=0.25"])
     results = run_ablations(cfg, tmp_path)
+    assert len(calls) == 1  # clips decoded and encoded once for the four variants
     table = (tmp_path / "ablations.md").read_text().strip().splitlines()
     assert len(table) == 2 + len(VARIANTS)
     for line, (name, summary) in zip(table[2:], results.items()):

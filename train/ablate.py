@@ -74,9 +74,10 @@ def run_ablations(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fa
 
     output_dir = Path(output_dir)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else output_dir / "feature_cache"
-    results = {}
+    results, memo = {}, {}  # the frozen encoders are the same in every variant: decode and encode once
     for name in variants:
-        results[name] = run_training(variant_config(cfg, name, cache_dir), output_dir / name, resume=resume)
+        results[name] = run_training(variant_config(cfg, name, cache_dir), output_dir / name, resume=resume,
+                                     feature_memo=memo)
     atomic_write_text(output_dir / "ablations.md", ablation_table(results))
     atomic_write_text(output_dir / "ablations.json", json.dumps(
         {name: {"mean": r["mean"], "std": r["std"], "paper_delta_wa": VARIANTS[name][2],

@@ -113,15 +113,22 @@ class FoldTrainer:
         accelerator: From ``make_accelerator``.
         cache: The frozen-feature cache.
         features: Precomputed frozen features (skips extraction; benchmarks).
+        memo: Frozen features shared with other runs of the same encoders (``run_training``).
     """
 
     def __init__(self, cfg: TrainConfig, fold: Fold, out_dir: Path, accelerator, cache: FeatureCache,
-                 features: dict | None = None) -> None:
+                 features: dict | None = None, memo: dict | None = None) -> None:
         self.cfg, self.fold, self.out, self.acc = cfg, fold, Path(out_dir), accelerator
         self.ckpt_root = self.out / "checkpoints"
         set_seed(cfg.seed)
         self.model = GiaMicForEmotionRecognition.from_config(copy.deepcopy(cfg.model)).to(accelerator.device)
-        self.features = features if features is not None else self._extract(cache)
+        if features is None and memo is not None and all(s.id in memo for s in fold.train + fold.val):
+            features = memo
+        if features is None:
+            features = self._extract(cache)
+            if memo is not None:
+                memo.update(features)
+        self.features = features
         self.frozen_id = sha256_json([encoder_identity(self.model, m) for m in self.model.frozen_modalities()])
         o = cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]

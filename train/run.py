@@ -110,10 +110,13 @@ def _plots(result: dict[str, Any], labels: list[str], out: Path, title: str) -> 
 
 
 def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = False,
-                 features: dict | None = None) -> dict[str, Any]:
+                 features: dict | None = None, feature_memo: dict | None = None) -> dict[str, Any]:
     """Trains every fold (skipping finished ones on resume) and writes ``results.json``.
 
     ``features`` (sample id -> modality -> ``(L, E)``) replaces the frozen-encoder pass.
+    ``feature_memo``: a dict shared by runs with the same frozen encoders (ablation variants):
+    a fold whose samples are all in it skips the encoder pass (and the decoding of every clip);
+    otherwise the fold's features are added to it.
 
     Raises:
         train.loop.TrainingInterrupted: ``stop_after_epochs`` was reached.
@@ -138,7 +141,7 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
             if _finished(previous, cfg):
                 results.append(previous)
                 continue
-        result = FoldTrainer(cfg, fold, out, accelerator, cache, features).fit(resume=resume)
+        result = FoldTrainer(cfg, fold, out, accelerator, cache, features, memo=feature_memo).fit(resume=resume)
         if accelerator.is_main_process:
             atomic_write_text(done, json.dumps(result, indent=1) + "\n")
             _plots(result, labels, out, f"fold {fold.name}" if len(folds) > 1 else "validation")
