@@ -100,3 +100,48 @@ def test_keys_follow_encoder_and_input(tmp_path):
     assert cache.key(ida, tensor_digest(x)) != cache.key(idb, tensor_digest(x))
     assert cache.key(ida, tensor_digest(x)) != cache.key(ida, tensor_digest(y))
     assert cache.key(ida, tensor_digest(x)) == cache.key(encoder_identity(a, "text"), tensor_digest(x.clone()))
+
+
+def test_unchanged_files_are_not_decoded_again(tmp_path, monkeypatch):
+    """The source index: same file, window and preprocessing -> cached features without decoding."""
+    import dataclasses
+
+    from tests.clips import make_clip
+    from train.data import Sample
+
+    model = build_tiny()
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=0.5, tone_hz=300 + 100 * i) for i in range(3)]
+    samples = [Sample(id=f"s{i}", label=0, speaker="a", video=str(c), audio=str(c), text=f"words {i}")
+               for i, c in enumerate(clips)]
+    decodes = []
+    real = model.processor.decode
+    monkeypatch.setattr(model.processor, "decode", lambda path, **kw: decodes.append(str(path)) or real(path, **kw))
+
+    def run(items):
+        cache = FeatureCache(tmp_path / "cache")
+        return extract_frozen(model, items, cache, batch_size=2, device=torch.device("cpu"), progress=False), cache
+
+    first, _ = run(samples)
+    assert len(decodes) == 3
+    decodes.clear()
+    second, cache = run(samples)
+    assert decodes == [] and (cache.stats.hits, cache.stats.misses) == (6, 0)
+    for s in samples:
+        assert all(torch.equal(first[s.id][m], second[s.id][m]) for m in ("video", "text"))
+
+    make_clip(clips[1], seconds=1.5, tone_hz=400)  # rewritten: new size and mtime
+    third, _ = run(samples)
+    assert decodes == [str(clips[1])]
+    assert not torch.equal(third["s1"]["video"], first["s1"]["video"])
+    assert torch.equal(third["s0"]["video"], first["s0"]["video"])
+
+    decodes.clear()
+    run([dataclasses.replace(samples[0], start=0.1)])  # another window of the same file
+    assert decodes == [str(clips[0])]
+
+    decodes.clear()
+    for entry in (tmp_path / "cache").glob("[0-9a-f][0-9a-f]/*.safetensors"):
+        entry.unlink()  # entries gone, index left behind: decoded and encoded again
+    fourth, cache = run(samples[2:])
+    assert decodes == [str(clips[2])] and cache.stats.misses == 2
+    assert torch.equal(fourth["s2"]["video"], first["s2"]["video"])

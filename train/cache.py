@@ -94,11 +94,17 @@ class FeatureCache:
 
     def get(self, key: str) -> torch.Tensor | None:
         """The stored tensor, or ``None`` on a miss or a corrupt entry (which is deleted)."""
+        features = self._load(key)
+        if features is None:
+            self.stats.misses += 1
+        return features
+
+    def _load(self, key: str) -> torch.Tensor | None:
+        """Reads one entry; counts hits and corrupt entries (not misses)."""
         path = self.path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            self.stats.misses += 1
             return None
         try:
             tensors = load(data)
@@ -110,10 +116,34 @@ class FeatureCache:
             logger.warning("feature cache: corrupt entry %s (%s); recomputing", path.name, err)
             path.unlink(missing_ok=True)
             self.stats.corrupt += 1
-            self.stats.misses += 1
             return None
         self.stats.hits += 1
         return features
+
+    # ------------------------------------------------------------------ source index
+    # Entries are keyed by the processed input, so finding one means decoding the clip first.
+    # The source index maps what a file-based input depends on (file path, size, mtime, window,
+    # crop, preprocessing) to the entry's key, so an unchanged clip is not decoded again.
+    def source_alias(self, identity: dict[str, Any], descriptor: dict[str, Any]) -> str:
+        """Index key of one encoder identity and one source descriptor (``train.features``)."""
+        return sha256_json({"encoder": identity, "source": descriptor})
+
+    def _alias_path(self, alias: str) -> Path:
+        return self.root / "sources" / alias[:2] / alias
+
+    def lookup_source(self, alias: str) -> torch.Tensor | None:
+        """The entry the index names for ``alias``; ``None`` (nothing counted) when unknown or gone."""
+        try:
+            key = self._alias_path(alias).read_text(encoding="ascii").strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+            return None
+        return self._load(key)
+
+    def link_source(self, alias: str, key: str) -> None:
+        """Records that the source ``alias`` processes to the entry ``key`` (atomic)."""
+        atomic_write_bytes(self._alias_path(alias), key.encode("ascii"))
 
     def put(self, key: str, features: torch.Tensor) -> None:
         """Stores ``features`` atomically (float tensors keep their dtype)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +32,33 @@ INPUT_KEYS = {"video": ("pixel_values",), "audio": ("audio_values", "audio_atten
 Features = dict[str, dict[str, torch.Tensor]]  # sample id -> modality -> (L, E)
 
 
+PREPROCESS_FIELDS = ("num_frames", "sample_rate", "min_audio_seconds", "max_audio_seconds")
+
+
+def source_descriptor(sample: Sample, modality: str, processor) -> dict[str, Any] | None:
+    """What one file-based input depends on, besides the encoder; ``None`` for text and generated clips.
+
+    Used as the feature cache's source index: an unchanged file (same path, size and mtime) with
+    the same window, crop and preprocessing is not decoded again.
+    """
+    if modality == "text" or sample.synthetic_seed is not None:
+        return None
+    file = sample.video if modality == "video" else sample.audio
+    if not file:
+        return None
+    try:
+        stat = Path(file).stat()
+    except OSError:
+        return None  # decoding will report it
+    windowed = modality == "video" or sample.audio == sample.video
+    component = processor.components.get(modality)
+    return {"modality": modality, "file": str(Path(file).resolve()), "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "window": [sample.start, sample.end] if windowed else [0.0, None],
+            "crop": sample.crop if modality == "video" else None,
+            "preprocess": {k: getattr(processor.config, k) for k in PREPROCESS_FIELDS},
+            "component": component.to_dict() if hasattr(component, "to_dict") else type(component).__name__}
+
+
 def _raw_value(raw: RawClip, modality: str):
     return {"video": raw.frames, "audio": raw.audio, "text": raw.text}[modality]
 
@@ -43,13 +72,15 @@ class _Extractor:
         self.identity = encoder_identity(model, modality)
         self.pending: list[tuple[str, str, object]] = []
 
-    def offer(self, sample_id: str, value: object, out: Features) -> None:
-        """Looks ``value`` up in the cache; queues it for encoding on a miss."""
+    def offer(self, sample_id: str, value: object, out: Features, alias: str | None = None) -> None:
+        """Looks ``value`` up in the cache; queues it for encoding on a miss; indexes ``alias``."""
         processor = self.model.processor
         inputs = processor(**{INPUT_ARG[self.modality]: [value]}, modalities=[self.modality])
         if not bool(inputs["modality_mask"].any()):
             return  # e.g. an empty transcript: the modality is absent for this sample
         key = self.cache.key(self.identity, tensor_digest(*(inputs[k] for k in INPUT_KEYS[self.modality])))
+        if alias is not None:
+            self.cache.link_source(alias, key)  # the entry itself is written at the latest by flush()
         hit = self.cache.get(key)
         if hit is not None:
             out[sample_id][self.modality] = hit
@@ -90,11 +121,23 @@ def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, bat
     extractors = {m: _Extractor(model, m, cache, batch_size, device) for m in modalities}
     bar = tqdm(samples, desc=f"features ({', '.join(modalities)})", unit="clip", disable=not progress, leave=False)
     for sample in bar:
-        raw = load_raw(sample, model.processor, modalities, synthetic_seconds=synthetic_seconds)
+        todo, aliases = [], {}
         for m, extractor in extractors.items():
+            descriptor = source_descriptor(sample, m, model.processor)
+            if descriptor is not None:
+                aliases[m] = cache.source_alias(extractor.identity, descriptor)
+                hit = cache.lookup_source(aliases[m])
+                if hit is not None:  # unchanged file: no decoding
+                    out[sample.id][m] = hit
+                    continue
+            todo.append(m)
+        if not todo:
+            continue
+        raw = load_raw(sample, model.processor, todo, synthetic_seconds=synthetic_seconds)
+        for m in todo:
             value = _raw_value(raw, m)
             if value is not None:
-                extractor.offer(sample.id, value, out)
+                extractors[m].offer(sample.id, value, out, alias=aliases.get(m))
     for extractor in extractors.values():
         extractor.flush(out)
     model.train(was_training)
