@@ -107,3 +107,11 @@ def test_lite_rows_list_augmented_copies_and_write_them(tmp_path):
     write_manifest(rows, tmp_path / "lite.csv")
     header = (tmp_path / "lite.csv").read_text().splitlines()[0]
     assert "augment_source" not in header and header.endswith("weight")
+
+
+def test_prepare_refuses_negative_copies(tmp_path, capsys):
+    from train.prepare import main
+
+    with pytest.raises(SystemExit):
+        main(["lite", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--copies", "-1"])
+    assert "--copies must be >= 0" in capsys.readouterr().err

@@ -159,10 +159,11 @@ def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def prepare(corpus: str, data_dir: str | Path, out: str | Path) -> tuple[Path, list[dict[str, str]], Counter]:
-    """Builds one corpus's manifest; returns its path, rows and dropped counts."""
+def prepare(corpus: str, data_dir: str | Path, out: str | Path,
+            copies: int = LITE_RAVDESS_COPIES) -> tuple[Path, list[dict[str, str]], Counter]:
+    """Builds one corpus's manifest (``copies``: augmented copies per RAVDESS training clip, lite only)."""
     if corpus == "lite":
-        rows, dropped = lite_rows(Path(data_dir).expanduser(), augment_dir=Path(out) / "augmented")
+        rows, dropped = lite_rows(Path(data_dir).expanduser(), augment_dir=Path(out) / "augmented", copies=copies)
         write_augmented(rows)
         prepare_lite_encoders(Path(out))
     else:
@@ -178,9 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", choices=sorted(CORPORA))
     parser.add_argument("--data-dir", required=True, help="the folder holding ravdess/ and meld/ (../shared/data)")
     parser.add_argument("--out", required=True, help="folder for <corpus>.csv")
+    parser.add_argument("--copies", type=int, default=LITE_RAVDESS_COPIES,
+                        help=f"lite: augmented copies of each RAVDESS training clip (default {LITE_RAVDESS_COPIES})")
     args = parser.parse_args(argv)
+    if args.copies < 0:
+        parser.error("--copies must be >= 0")
     try:
-        path, rows, dropped = prepare(args.corpus, args.data_dir, args.out)
+        path, rows, dropped = prepare(args.corpus, args.data_dir, args.out, copies=args.copies)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
