@@ -44,7 +44,7 @@ def test_lite_rows_balance_corpus_and_class_cells(tmp_path):
     assert max(cells) == pytest.approx(min(cells), rel=1e-4)
     assert {r["corpus"] for r in rows if r["split"] == "val"} == {"ravdess", "meld"}
     ravdess_train = [r for r in rows if r["corpus"] == "ravdess" and r["split"] == "train"]
-    assert len(ravdess_train) == 8 * 2 * 5  # 2 training actors x 5 kept emotions, as recorded + 7 copies
+    assert len(ravdess_train) == 16 * 2 * 5  # 2 training actors x 5 kept emotions, as recorded + 15 copies
     assert all(r["path"].endswith(f"{r['augment_id']}-a{r['id'].rsplit('-a', 1)[1]}.wav")
                for r in ravdess_train if "augment_id" in r)
     assert len({r["id"] for r in rows}) == len(rows)

@@ -11,7 +11,7 @@ MELD: text only (empty path), train / dev -> train / val. Rows whose emotion is 
 4-class mapping are dropped and counted. Absolute media paths: the data is read in place.
 
 ``lite`` writes ``lite.csv`` = RAVDESS + MELD with a ``corpus`` column and a ``weight`` column
-that gives every (corpus, class) cell the same total weight, writes 7 augmented copies of each
+that gives every (corpus, class) cell the same total weight, writes 15 augmented copies of each
 RAVDESS training clip to ``<out>/augmented/`` (``train.augment``; validation clips are never
 augmented), and prepares the two encoders the embedded default uses, both available offline
 (``DATA.md``): Whisper tiny.en's first two encoder layers with an 8-s window, converted from the
@@ -33,7 +33,7 @@ FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": 
 COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight")
 LITE_SPEECH = "whisper-tiny.en-2l-8s"
 LITE_TEXT = "all-MiniLM-L6-v2"
-LITE_RAVDESS_COPIES = 7
+LITE_RAVDESS_COPIES = 15
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
