@@ -174,7 +174,8 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], *, title: str | N
     Args:
         history: One mapping per epoch with ``epoch`` and any of ``train_loss``,
             ``train_ce``, ``train_mir``, ``val_loss`` (left panel) and ``val_ua``,
-            ``val_wa`` (right panel); missing or ``None`` values are skipped.
+            ``val_wa`` and any per-corpus ``val_ua_<corpus>`` (right panel); missing or
+            ``None`` values are skipped.
         title: Figure title.
 
     Returns:
@@ -182,7 +183,9 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], *, title: str | N
     """
     fig, (loss_ax, acc_ax) = new_figure(figsize=(9.0, 3.6), ncols=2)
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    for ax, keys in ((loss_ax, ("train_loss", "train_ce", "train_mir", "val_loss")), (acc_ax, ("val_ua", "val_wa"))):
+    per_corpus = sorted({k for h in history for k in h if k.startswith("val_ua_")})
+    for ax, keys in ((loss_ax, ("train_loss", "train_ce", "train_mir", "val_loss")),
+                     (acc_ax, ("val_ua", "val_wa", *per_corpus))):
         for key in keys:
             points = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
             if points:

@@ -37,3 +37,11 @@ def test_training_curves(tmp_path):
     save_figure(fig, tmp_path / "curves.png")
     if "matplotlib.pyplot" in sys.modules:
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def test_training_curves_show_each_corpus():
+    history = [{"epoch": 1, "val_ua": 0.5, "val_wa": 0.5, "val_ua_meld": 0.45, "val_ua_ravdess": 0.6},
+               {"epoch": 2, "val_ua": 0.6, "val_wa": 0.6, "val_ua_meld": 0.55, "val_ua_ravdess": 0.7}]
+    _, acc_ax = plot_training_curves(history).axes
+    assert [line.get_label() for line in acc_ax.lines] == ["val_ua", "val_wa", "val_ua_meld", "val_ua_ravdess"]
+    assert list(acc_ax.lines[3].get_ydata()) == [0.6, 0.7]
