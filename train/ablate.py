@@ -46,6 +46,13 @@ def corpus_ua(summary: dict[str, Any]) -> dict[str, float]:
     return {c: sum(v) / len(v) for c, v in sorted(per.items())}
 
 
+def ablation_entry(name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """One variant's entry of ``ablations.json`` from its ``results.json``."""
+    by_corpus = corpus_ua(summary)
+    return {"mean": summary["mean"], "std": summary["std"], "paper_delta_wa": VARIANTS[name][2],
+            **({"by_corpus_ua": by_corpus} if by_corpus else {})}
+
+
 def ablation_table(results: dict[str, dict[str, Any]]) -> str:
     """One markdown table: WA / UA / macro-F1 (mean ± std over folds), change in WA vs. full.
 
@@ -80,8 +87,7 @@ def run_ablations(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fa
                                      feature_memo=memo)
     atomic_write_text(output_dir / "ablations.md", ablation_table(results))
     atomic_write_text(output_dir / "ablations.json", json.dumps(
-        {name: {"mean": r["mean"], "std": r["std"], "paper_delta_wa": VARIANTS[name][2],
-                **({"by_corpus_ua": corpus_ua(r)} if corpus_ua(r) else {})} for name, r in results.items()},
+        {name: ablation_entry(name, r) for name, r in results.items()},
         indent=2) + "\n")
     return results
 

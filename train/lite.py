@@ -125,15 +125,10 @@ def load_ablations(directory: Path) -> dict[str, Any] | None:
     """``ablations.json``, or (while ``train.ablate`` still runs) the variants that have finished."""
     if (directory / "ablations.json").is_file():
         return json.loads((directory / "ablations.json").read_text())
-    from train.ablate import VARIANTS, corpus_ua
+    from train.ablate import VARIANTS, ablation_entry
 
-    found = {}
-    for name in VARIANTS:
-        path = directory / name / "results.json"
-        if path.is_file():
-            r = json.loads(path.read_text())
-            found[name] = {"mean": r["mean"], "std": r["std"], "paper_delta_wa": VARIANTS[name][2],
-                           **({"by_corpus_ua": corpus_ua(r)} if corpus_ua(r) else {})}
+    found = {name: ablation_entry(name, json.loads((directory / name / "results.json").read_text()))
+             for name in VARIANTS if (directory / name / "results.json").is_file()}
     return found or None
 
 
