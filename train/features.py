@@ -70,7 +70,7 @@ class _Extractor:
         self.model, self.modality, self.cache = model, modality, cache
         self.batch_size, self.device = batch_size, device
         self.identity = encoder_identity(model, modality)
-        self.pending: list[tuple[str, str, object]] = []
+        self.pending: list[tuple[str, str, object, dict[str, torch.Tensor]]] = []
 
     def offer(self, sample_id: str, value: object, out: Features, alias: str | None = None) -> None:
         """Looks ``value`` up in the cache; queues it for encoding on a miss; indexes ``alias``."""
@@ -85,7 +85,7 @@ class _Extractor:
         if hit is not None:
             out[sample_id][self.modality] = hit
             return
-        self.pending.append((sample_id, key, value))
+        self.pending.append((sample_id, key, value, {k: inputs[k] for k in INPUT_KEYS[self.modality]}))
         if len(self.pending) >= self.batch_size:
             self.flush(out)
 
@@ -94,11 +94,16 @@ class _Extractor:
         """Encodes the queued inputs, stores them in the cache and in ``out``."""
         if not self.pending:
             return
-        values = [v for _, _, v in self.pending]
-        inputs = self.model.processor(**{INPUT_ARG[self.modality]: values}, modalities=[self.modality])
+        processed = [p for *_, p in self.pending]
+        if all(p[k].shape == processed[0][k].shape for p in processed for k in processed[0]):
+            # fixed-size inputs (log-mel windows, frames): reuse what offer() already computed
+            inputs = {k: torch.cat([p[k] for p in processed]) for k in processed[0]}
+        else:  # variable lengths: one batched call pads them the processor's way
+            values = [v for _, _, v, _ in self.pending]
+            inputs = self.model.processor(**{INPUT_ARG[self.modality]: values}, modalities=[self.modality])
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in INPUT_KEYS[self.modality]}
         encoded = self.model.encode(**inputs)[self.modality]
-        for i, (sample_id, key, _) in enumerate(self.pending):
+        for i, (sample_id, key, *_) in enumerate(self.pending):
             features = encoded.features[i][encoded.mask[i]].float().cpu().contiguous()  # (L_i, E)
             self.cache.put(key, features)
             out[sample_id][self.modality] = features
