@@ -16,7 +16,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
+
+from gia_mic.errors import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ _IMAGE_MAGIC = (
     (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
 )  # fmt: skip
 _TRUNCATION_SLACK = 0.05  # seconds past max_seconds that still count as "not longer"
-
-
-class MediaError(ValueError):
-    """Bad or unreadable media; the message names the file and the problem."""
 
 
 @dataclass
@@ -223,7 +220,7 @@ def _video_window(container, vstream, origin: float) -> float | None:
 
 def _decode(file, num_frames, sample_rate, min_seconds, max_seconds, start=0.0, end=None) -> DecodedClip:
     with _open(file) as container:
-        return _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds, start, end)
+        return _ClipDecoder(container, file, num_frames, sample_rate, min_seconds, max_seconds, start, end).run()
 
 
 def _packets(container, streams, file):
@@ -244,132 +241,197 @@ def _packets(container, streams, file):
         yield packet
 
 
-def _decode_open(container, file, num_frames, sample_rate, min_seconds, max_seconds, start=0.0, end=None) -> DecodedClip:
-    fmt = container.format.name
-    vstream = next(
-        (s for s in container.streams.video if s.codec_context and not _is_attached_picture(s)),
-        None,
-    )
-    astream = next((s for s in container.streams.audio if s.codec_context), None)
-    if fmt == "tty" or (vstream is not None and vstream.codec_context.name == "ansi"):
-        raise MediaError(f"{file} is a text file, not a video or audio clip")
-    if vstream is None and astream is None:
-        raise MediaError(f"{file} has no audio or video stream (not a media file, or corrupt)")
-    image_format = fmt.endswith("_pipe") or fmt in ("image2", "image2pipe")
-    if vstream is not None and astream is None and image_format:
-        codec = vstream.codec_context.name
-        raise MediaError(f"{file} is an image ({codec}), not a video or audio clip")
+class _AudioCollector:
+    """Decoded audio frames -> mono float32 at ``rate``.
 
-    origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-    # A [start, end) window: ``limit`` is its length; cutting at ``end`` is not a truncation.
-    limit = max_seconds if end is None else min(max_seconds, end - start)
-    cut_truncates = end is None or end - start > max_seconds
-    sampler = None
-    frame_step = None
-    window = limit
-    declared = None
-    if vstream is not None:
-        vstream.codec_context.thread_type = "AUTO"
-        declared = _video_window(container, vstream, origin)
-        declared = declared - start if declared else None
-        window = min(declared, limit) if declared and declared > 0 else limit
-    if start > 0:
-        container.seek(int((origin + start) * av.time_base))  # the keyframe at or before start
-        origin += start
-    if vstream is not None:
-        targets = (np.arange(num_frames) + 0.5) * (window / num_frames)
-        sampler = _FrameSampler(targets)
-        if vstream.average_rate:
-            frame_step = 1.0 / float(vstream.average_rate)
-    resampler = av.AudioResampler(format="fltp", rate=sample_rate) if astream else None
-    chunks: list[np.ndarray] = []
-    audio_samples = 0
-    max_samples = int(round(limit * sample_rate))
-    skip = None  # audio samples decoded before ``start`` (pre-roll after a seek)
-    video_done = vstream is None
-    audio_done = astream is None
-    truncated = False
-    bad_packets = 0
+    Frames are converted to *packed* float samples and averaged over channels in NumPy:
+    PyAV's conversion of a planar frame with 8 or more channels to an array crashes the
+    process (it reads past the frame's 8 data pointers), whatever the channel layout.
+    """
 
-    streams = [s for s in (vstream, astream) if s is not None]
-    for packet in _packets(container, streams, file):
-        is_video = vstream is not None and packet.stream.index == vstream.index
-        if (is_video and video_done) or (not is_video and audio_done):
-            if video_done and audio_done:
-                break
-            continue
-        try:
-            decoded = packet.decode()
-        except av.error.FFmpegError as exc:
-            bad_packets += 1
-            logger.debug("%s: skipping undecodable packet: %s", file, exc)
-            continue
-        for frame in decoded:
+    def __init__(self, rate: int) -> None:
+        self.resampler = av.AudioResampler(format="flt", rate=rate)
+        self.chunks: list[np.ndarray] = []
+        self.samples = 0
+
+    def _keep(self, frames) -> None:
+        for out in frames:
+            channels = max(1, out.layout.nb_channels)
+            mono = out.to_ndarray().reshape(-1, channels).mean(axis=1, dtype=np.float32)  # (N,)
+            self.chunks.append(mono)
+            self.samples += mono.shape[0]
+
+    def add(self, frame) -> None:
+        """Converts one decoded frame."""
+        self._keep(self.resampler.resample(frame))
+
+    def flush(self) -> None:
+        """Emits what the resampler still holds."""
+        self._keep(self.resampler.resample(None))
+
+    def result(self, file, skip: int, max_samples: int) -> np.ndarray | None:
+        """The waveform after ``skip`` samples, at most ``max_samples`` long; non-finite samples become 0."""
+        if not self.chunks:
+            return None
+        audio = np.concatenate(self.chunks)[skip:][:max_samples]
+        bad = ~np.isfinite(audio)
+        if bad.any():
+            logger.warning("%s: %d non-finite audio samples (NaN/Inf) replaced with silence", file, int(bad.sum()))
+            audio = np.where(bad, 0.0, audio)
+        return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+class _ClipDecoder:
+    """One pass over a container's packets: sampled frames and mono audio of a time window.
+
+    ``run`` picks the streams, plans the window (``[start, start + limit)``), decodes, then
+    checks what came out. ``limit`` is the window's length; cutting at ``end`` is not a truncation.
+    """
+
+    def __init__(self, container, file, num_frames, sample_rate, min_seconds, max_seconds, start, end) -> None:
+        self.container, self.file = container, file
+        self.num_frames, self.sample_rate = num_frames, sample_rate
+        self.min_seconds, self.max_seconds, self.start = min_seconds, max_seconds, start
+        self.limit = max_seconds if end is None else min(max_seconds, end - start)
+        self.cut_truncates = end is None or end - start > max_seconds
+        self.truncated = False
+        self.bad_packets = 0
+        self.vstream = next((s for s in container.streams.video
+                             if s.codec_context and not _is_attached_picture(s)), None)
+        self.astream = next((s for s in container.streams.audio if s.codec_context), None)
+        self.origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        self.sampler: _FrameSampler | None = None
+        self.frame_step: float | None = None
+        self.window = self.limit
+        self.audio = _AudioCollector(sample_rate) if self.astream is not None else None
+        self.skip: int | None = None  # audio samples decoded before ``start`` (pre-roll after a seek)
+
+    def run(self) -> DecodedClip:
+        """Decodes the window and returns the clip (or raises ``MediaError``)."""
+        self._check_streams()
+        declared = self._plan()
+        self._decode_packets()
+        if declared is not None and declared > self.limit + _TRUNCATION_SLACK and self.cut_truncates:
+            self.truncated = True  # the video runs on past the window, even where its audio stops early
+        return self._finish()
+
+    def _check_streams(self) -> None:
+        fmt, file, vstream = self.container.format.name, self.file, self.vstream
+        if fmt == "tty" or (vstream is not None and vstream.codec_context.name == "ansi"):
+            raise MediaError(f"{file} is a text file, not a video or audio clip")
+        if vstream is None and self.astream is None:
+            raise MediaError(f"{file} has no audio or video stream (not a media file, or corrupt)")
+        image_format = fmt.endswith("_pipe") or fmt in ("image2", "image2pipe")
+        if vstream is not None and self.astream is None and image_format:
+            raise MediaError(f"{file} is an image ({vstream.codec_context.name}), not a video or audio clip")
+
+    def _plan(self) -> float | None:
+        """Seeks to ``start`` and sets the frame targets; returns the video's declared length after ``start``."""
+        declared = None
+        if self.vstream is not None:
+            self.vstream.codec_context.thread_type = "AUTO"
+            declared = _video_window(self.container, self.vstream, self.origin)
+            declared = declared - self.start if declared else None
+            self.window = min(declared, self.limit) if declared and declared > 0 else self.limit
+        if self.start > 0:
+            self.container.seek(int((self.origin + self.start) * av.time_base))  # the keyframe at or before start
+            self.origin += self.start
+        if self.vstream is not None:
+            self.sampler = _FrameSampler((np.arange(self.num_frames) + 0.5) * (self.window / self.num_frames))
+            if self.vstream.average_rate:
+                self.frame_step = 1.0 / float(self.vstream.average_rate)
+        return declared
+
+    def _decode_packets(self) -> None:
+        video_done, audio_done = self.vstream is None, self.astream is None
+        max_audio = self.limit * self.sample_rate + _TRUNCATION_SLACK * self.sample_rate
+        streams = [s for s in (self.vstream, self.astream) if s is not None]
+        for packet in _packets(self.container, streams, self.file):
+            is_video = self.vstream is not None and packet.stream.index == self.vstream.index
+            if (is_video and video_done) or (not is_video and audio_done):
+                if video_done and audio_done:
+                    break
+                continue
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.bad_packets += 1
+                logger.debug("%s: skipping undecodable packet: %s", self.file, exc)
+                continue
             if is_video:
-                time = frame.time
-                if time is None:
-                    time = origin + sampler.count * (frame_step or 1.0 / 25)
-                rel = time - origin
-                if rel >= limit - 1e-3:
-                    truncated, video_done = cut_truncates, True
-                    break
-                if sampler.done and rel > sampler.targets[-1]:
-                    video_done = True  # past the sampled window; only timing is left
-                sampler.add(frame, rel)
+                video_done = self._video_frames(decoded)
             else:
-                if skip is None:
-                    first = frame.time - origin if frame.time is not None else 0.0
-                    skip = max(0, int(round(-first * sample_rate)))
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                    audio_samples += chunks[-1].shape[0]
-                if audio_samples > (skip or 0) + max_samples + _TRUNCATION_SLACK * sample_rate:
-                    truncated, audio_done = truncated or cut_truncates, True
-                    break
-    if resampler is not None and not audio_done:
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                audio_done = self._audio_frames(decoded, max_audio)
+        if self.audio is not None and not audio_done:
+            self.audio.flush()
 
-    video = sampler.finish() if sampler is not None else None
-    audio = np.concatenate(chunks) if chunks else None
-    if video is None and audio is None:
-        problem = f"; {bad_packets} packets were unreadable" if bad_packets else ""
-        raise MediaError(f"{file} has no decodable audio or video (the file is truncated or corrupt{problem})")
-    if video is not None and audio is None and sampler.count <= 1 and vstream.codec_context.name in _STILL_CODECS:
-        codec = vstream.codec_context.name
-        raise MediaError(f"{file} is an image ({codec}), not a video or audio clip")
+    def _video_frames(self, frames) -> bool:
+        """Offers decoded frames to the sampler; True once the window is passed."""
+        sampler = self.sampler
+        for frame in frames:
+            time = frame.time
+            if time is None:
+                time = self.origin + sampler.count * (self.frame_step or 1.0 / 25)
+            rel = time - self.origin
+            if rel >= self.limit - 1e-3:
+                self.truncated = self.cut_truncates
+                return True
+            done = sampler.done and rel > sampler.targets[-1]  # past the sampled window; only timing is left
+            sampler.add(frame, rel)
+            if done:
+                return True
+        return False
 
-    if video is not None and not truncated and sampler.last_time is not None:
-        shortfall = window - sampler.last_time - (frame_step or 0.0)
-        if shortfall > max(0.25, 0.1 * window):
-            logger.warning("%s: video ends %.2f s before its declared end; it may be truncated", file, shortfall)
-    if audio is not None:
-        audio = np.clip(audio[skip or 0 :][:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
-    duration = _duration(container, sampler, frame_step, audio, sample_rate, limit, start)
-    if duration < min_seconds:
-        raise MediaError(f"{file}: clip is {duration:.2f} s long; at least {min_seconds:g} s is needed")
-    if audio is not None and len(audio) < min_seconds * sample_rate:
-        seconds = len(audio) / sample_rate
-        raise MediaError(f"{file}: its audio is {seconds:.2f} s long; at least {min_seconds:g} s is needed")
-    if truncated:
-        logger.warning("%s is longer than %g s; only the first %g s are used", file, max_seconds, max_seconds)
-    missing: dict[str, str] = {}
-    if video is None:
-        missing["video"] = "audio-only file" if vstream is None else "the video stream could not be decoded"
-    if audio is None:
-        missing["audio"] = (
-            "the video file has no audio track" if astream is None else "the audio track could not be decoded"
-        )
-    return DecodedClip(
-        path=str(file),
-        frames=video[0] if video else None,
-        frame_times=video[1] if video else None,
-        audio=audio,
-        sample_rate=sample_rate,
-        duration=duration,
-        truncated=truncated,
-        missing=missing,
-    )
+    def _audio_frames(self, frames, max_audio: float) -> bool:
+        """Collects decoded audio; True once the window is full."""
+        for frame in frames:
+            if self.skip is None:
+                first = frame.time - self.origin if frame.time is not None else 0.0
+                self.skip = max(0, int(round(-first * self.sample_rate)))
+            self.audio.add(frame)
+            if self.audio.samples > self.skip + max_audio:
+                self.truncated = self.truncated or self.cut_truncates
+                return True
+        return False
+
+    def _finish(self) -> DecodedClip:
+        file, sampler = self.file, self.sampler
+        video = sampler.finish() if sampler is not None else None
+        max_samples = int(round(self.limit * self.sample_rate))
+        audio = self.audio.result(file, self.skip or 0, max_samples) if self.audio is not None else None
+        if video is None and audio is None:
+            problem = f"; {self.bad_packets} packets were unreadable" if self.bad_packets else ""
+            raise MediaError(f"{file} has no decodable audio or video (the file is truncated or corrupt{problem})")
+        codec = self.vstream.codec_context.name if self.vstream is not None else None
+        if video is not None and audio is None and sampler.count <= 1 and codec in _STILL_CODECS:
+            raise MediaError(f"{file} is an image ({codec}), not a video or audio clip")
+        if video is not None and not self.truncated and sampler.last_time is not None:
+            shortfall = self.window - sampler.last_time - (self.frame_step or 0.0)
+            if shortfall > max(0.25, 0.1 * self.window):
+                logger.warning("%s: video ends %.2f s before its declared end; it may be truncated", file, shortfall)
+        duration = _duration(self.container, sampler, self.frame_step, audio, self.sample_rate, self.limit, self.start)
+        self._check_length(duration, audio)
+        if self.truncated:
+            logger.warning("%s is longer than %g s; only the first %g s are used", file, self.max_seconds, self.max_seconds)
+        return DecodedClip(path=str(file), frames=video[0] if video else None, frame_times=video[1] if video else None,
+                           audio=audio, sample_rate=self.sample_rate, duration=duration, truncated=self.truncated,
+                           missing=self._missing(video, audio))
+
+    def _check_length(self, duration: float, audio: np.ndarray | None) -> None:
+        if duration < self.min_seconds:
+            raise MediaError(f"{self.file}: clip is {duration:.2f} s long; at least {self.min_seconds:g} s is needed")
+        if audio is not None and len(audio) < self.min_seconds * self.sample_rate:
+            seconds = len(audio) / self.sample_rate
+            raise MediaError(f"{self.file}: its audio is {seconds:.2f} s long; at least {self.min_seconds:g} s is needed")
+
+    def _missing(self, video, audio) -> dict[str, str]:
+        missing: dict[str, str] = {}
+        if video is None:
+            missing["video"] = "audio-only file" if self.vstream is None else "the video stream could not be decoded"
+        if audio is None:
+            missing["audio"] = ("the video file has no audio track" if self.astream is None
+                                else "the audio track could not be decoded")
+        return missing
 
 
 def _duration(container, sampler, frame_step, audio, sample_rate, max_seconds, start=0.0) -> float:
@@ -442,6 +504,8 @@ def prepare_waveform(
         logger.warning("waveform is %.2f s long; only the first %g s are used", seconds, max_seconds)
         mono = mono[: int(round(max_seconds * sample_rate))]
     if sample_rate != target_rate:
+        from scipy.signal import resample_poly  # 1.6 s to import: only arrays at another rate need it
+
         factor = math.gcd(int(sample_rate), int(target_rate))
         mono = resample_poly(mono, target_rate // factor, int(sample_rate) // factor)
     return np.clip(mono, -1.0, 1.0).astype(np.float32), truncated
