@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gia_mic.errors import CheckpointError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -41,10 +43,6 @@ def default_model() -> str:
         return str(EMBEDDED_DEFAULT)
     raise CheckpointError(f"no model given and the embedded default {EMBEDDED_DEFAULT} is missing: pass "
                           "--model DIR_OR_ORG/NAME (or set GIA_MIC_MODEL), e.g. a checkpoint made by `python -m train`")
-
-
-class CheckpointError(OSError):
-    """A checkpoint cannot be found, downloaded or read; the message says how to fix it."""
 
 
 def resolve(name_or_path: str | Path, *, revision: str | None = None, **hub_kwargs: object) -> Path:
@@ -85,8 +83,7 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None, **hub_kwar
         raise CheckpointError(f"cannot download {name!r}@{revision or 'main'}: {err}") from None
 
 
-def read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """Reads ``model.safetensors``, refusing pickles and explaining corrupt files."""
+def _weights_file(directory: Path) -> Path:
     weights = directory / WEIGHTS_NAME
     if not weights.exists():
         pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
@@ -94,26 +91,89 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{directory} has pickle weights ({', '.join(pickles)}) and no {WEIGHTS_NAME}: "
                                   "pickle files can run code when loaded and are refused; convert them to safetensors")
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    return weights
+
+
+def _corrupt(weights: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(f"{weights} is truncated or not a safetensors file ({err}); re-download or re-save it")
+
+
+def check_weights_header(directory: Path, expected: dict[str, torch.Tensor]) -> None:
+    """Compares ``model.safetensors``' header (names, shapes, dtypes) with the model's state dict.
+
+    Runs before any weight is read or allocated, so a config that asks for a huge model, or a
+    file whose tensors do not fit it, is refused cheaply. ``expected`` may live on the ``meta``
+    device. Float tensors must be stored as floats (or as int8 with a row scale).
+
+    Raises:
+        CheckpointError: naming the mismatching or wrongly typed keys.
+    """
+    from safetensors import safe_open
+
+    weights = _weights_file(directory)
     try:
-        return dequantize(load_file(str(weights)))
+        with safe_open(str(weights), "pt") as handle:
+            stored = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights} is truncated or not a safetensors file ({err}); re-download or re-save it") from None
+        raise _corrupt(weights, err) from None
+    scales = {k[: -len(SCALE_SUFFIX)]: v for k, v in stored.items() if k.endswith(SCALE_SUFFIX)}
+    stored = {k: v for k, v in stored.items() if not k.endswith(SCALE_SUFFIX)}
+    bad_dtype = []
+    for key, (shape, dtype) in stored.items():
+        want = expected.get(key)
+        if want is None or not want.is_floating_point():
+            continue
+        if dtype == "I8" and key in scales:
+            if len(shape) != 2 or scales[key][0] != shape[:1]:
+                raise CheckpointError(f"{weights}: the int8 scale of {key} has shape {scales[key][0]}; expected "
+                                      f"({shape[0]},) for an int8 {shape} tensor")
+        elif dtype not in _FLOAT_DTYPES:
+            bad_dtype.append(f"{key} ({dtype})")
+    if bad_dtype:
+        raise CheckpointError(f"{weights}: float weights stored as other types, refused: {_listing(bad_dtype)}")
+    _report_mismatch({k: tuple(v.shape) for k, v in expected.items()}, {k: v[0] for k, v in stored.items()}, directory)
+
+
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _listing(keys: list[str]) -> str:
+    return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+
+def _report_mismatch(expected: dict[str, tuple], stored: dict[str, tuple], source: Path) -> None:
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(stored) if tuple(expected[k]) != tuple(stored[k]))
+    problems = [f"{label}: {_listing(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if keys]
+    if problems:
+        raise CheckpointError(f"weights in {source} do not match the model built from its config.json: "
+                              + "; ".join(problems))
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """Reads ``model.safetensors``, refusing pickles, non-finite values and corrupt files."""
+    weights = _weights_file(directory)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _corrupt(weights, err) from None
+    try:
+        state = dequantize(state)
+    except ValueError as err:
+        raise CheckpointError(f"{weights}: {err}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{weights}: weights with NaN or Inf values, refused: {_listing(bad)}")
+    return state
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
     """Loads ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    problems = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-        if keys:
-            shown = ", ".join(keys[:8]) + (f" … (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise CheckpointError(f"weights in {source} do not match the model built from its config.json: "
-                              + "; ".join(problems))
+    _report_mismatch({k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()},
+                     source)
     model.load_state_dict(state, strict=True)  # copies cast stored fp16 back to the compute dtype
 
 
@@ -168,11 +228,20 @@ def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None =
 
 
 def dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Turns int8 + row-scale pairs written by ``save_weights(quantize="int8")`` back into floats."""
+    """Turns int8 + row-scale pairs written by ``save_weights(quantize="int8")`` back into floats.
+
+    Raises:
+        ValueError: a scale that does not belong to a 2-D int8 tensor with one scale per row.
+    """
     out = {}
     for k, v in state.items():
         if k.endswith(SCALE_SUFFIX):
+            if k[: -len(SCALE_SUFFIX)] not in state:
+                raise ValueError(f"scale {k} has no int8 tensor")
             continue
         scale = state.get(k + SCALE_SUFFIX)
+        if scale is not None and (v.dtype != torch.int8 or v.ndim != 2 or tuple(scale.shape) != (v.shape[0],)):
+            raise ValueError(f"the int8 scale of {k} has shape {tuple(scale.shape)}; expected ({v.shape[0]},) "
+                             f"for an int8 {tuple(v.shape)} tensor")
         out[k] = v.float() * scale.float()[:, None] if scale is not None else v
     return out

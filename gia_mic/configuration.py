@@ -10,17 +10,78 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gia_mic.errors import ConfigError
 
 MODALITIES: tuple[str, ...] = ("video", "audio", "text")
 _ALIASES = {"speech": "audio", "visual": "video", "vision": "video", "v": "video", "s": "audio", "a": "audio", "t": "text"}
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
-class ConfigError(ValueError):
-    """A config value or field is invalid; the message names it."""
+# Encoder families each modality accepts (``model_type`` of the carried ``transformers`` config).
+ENCODER_FAMILIES: dict[str, tuple[str, ...]] = {
+    "video": ("clip", "clip_vision_model"),
+    "audio": ("wavlm", "wav2vec2", "hubert", "data2vec-audio", "unispeech", "unispeech-sat", "wav2vec2-conformer",
+              "whisper"),
+    "text": ("bert", "roberta", "xlm-roberta", "camembert", "data2vec-text", "roberta-prelayernorm"),
+}
+
+# Upper bounds on every size a config can ask for, checked before anything is allocated: a
+# checkpoint's config.json is untrusted input, and these are far above any released encoder.
+SIZE_BOUNDS: dict[str, int] = {
+    "hidden_size": 4096, "num_heads": 64, "ffn_multiplier": 16, "num_frames": 64, "max_text_tokens": 4096,
+    "mig_kernel": 63, "mig_stride": 16, "gate_pool_kernel": 255, "num_labels": 1000,
+}
+SAMPLE_RATES = (8000, 48000)
+MAX_WINDOW_SECONDS = 120.0
+ENCODER_SIZE_BOUNDS: dict[str, int] = {
+    "hidden_size": 8192, "d_model": 8192, "projection_dim": 8192, "intermediate_size": 65536,
+    "encoder_ffn_dim": 65536, "decoder_ffn_dim": 65536, "num_hidden_layers": 128, "encoder_layers": 128,
+    "decoder_layers": 128, "num_attention_heads": 256, "encoder_attention_heads": 256,
+    "decoder_attention_heads": 256, "vocab_size": 1_000_000, "type_vocab_size": 1024,
+    "max_position_embeddings": 65536, "max_source_positions": 65536, "max_target_positions": 65536,
+    "num_mel_bins": 512, "image_size": 4096, "patch_size": 1024, "num_channels": 16,
+    "conv_dim": 8192, "conv_kernel": 1024, "conv_stride": 1024, "num_conv_pos_embeddings": 4096,
+    "num_conv_pos_embedding_groups": 1024, "num_buckets": 4096, "max_bucket_distance": 65536,
+}
+ANY_ENCODER_INT_BOUND = 10_000_000  # any other integer in an encoder config
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_encoder_config(modality: str, data: Any) -> None:
+    """Refuses an unsupported, code-running or oversized carried encoder config.
+
+    Checked before any weight is allocated: the family must be one the modality supports, no
+    ``auto_map`` (custom code), and every size within ``ENCODER_SIZE_BOUNDS``.
+
+    Raises:
+        ConfigError: naming ``encoder_configs.<modality>.<field>``.
+    """
+    where = f"encoder_configs.{modality}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a JSON object, got {type(data).__name__}")
+    if "auto_map" in data:
+        raise ConfigError(f"{where}.auto_map: the encoder config asks to run custom code; gia-mic never runs "
+                          "code from a checkpoint")
+    family = data.get("model_type")
+    if family not in ENCODER_FAMILIES[modality]:
+        raise ConfigError(f"{where}.model_type: {family!r} is not a supported {modality} encoder "
+                          f"(supported: {', '.join(ENCODER_FAMILIES[modality])})")
+    for key, value in data.items():
+        values = value if isinstance(value, list) else [value]
+        bound = ENCODER_SIZE_BOUNDS.get(key, ANY_ENCODER_INT_BOUND)
+        for v in values:
+            if _is_int(v) and v > bound:
+                raise ConfigError(f"{where}.{key}: {v} exceeds the bound {bound:,} (no real encoder is that large)")
+            if key in ENCODER_SIZE_BOUNDS and isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ConfigError(f"{where}.{key}: must not be negative, got {v}")
 
 
 def normalize_modalities(modalities: Any) -> tuple[str, ...]:
@@ -131,24 +192,39 @@ class GiaMicConfig:
             if not ok:
                 raise ConfigError(message)
 
-        need(len(self.labels) >= 2, f"labels: need at least 2 classes, got {self.labels}")
-        need(all(isinstance(x, str) and x for x in self.labels), "labels: every label must be a non-empty string")
+        need(isinstance(self.labels, list) and 2 <= len(self.labels) <= SIZE_BOUNDS["num_labels"],
+             f"labels: need at least 2 classes and at most {SIZE_BOUNDS['num_labels']}, got {len(self.labels)}")
+        need(all(isinstance(x, str) and 0 < len(x) <= 64 for x in self.labels),
+             "labels: every label must be a non-empty string of at most 64 characters")
         need(len(set(self.labels)) == len(self.labels), f"labels: duplicates in {self.labels}")
         for m in self.modalities:
             has_id = getattr(self, f"{m}_encoder") is not None
             need(has_id or m in self.encoder_configs,
                  f"{m}_encoder: the model uses {m} but neither an encoder id nor encoder_configs[{m!r}] is set")
+        need(isinstance(self.encoder_configs, dict), "encoder_configs: must be a JSON object")
         unknown = set(self.encoder_configs) - set(MODALITIES)
         need(not unknown, f"encoder_configs: unknown modality keys {sorted(unknown)}")
+        for m, data in self.encoder_configs.items():
+            check_encoder_config(m, data)
         for name in ("hidden_size", "num_heads", "ffn_multiplier", "num_frames", "sample_rate",
                      "max_text_tokens", "mig_kernel", "mig_stride"):
             value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                 f"{name}: must be a positive integer, got {value!r}")
+            need(_is_int(value) and value > 0, f"{name}: must be a positive integer, got {value!r}")
+            need(value <= SIZE_BOUNDS.get(name, value), f"{name}: {value} exceeds the bound {SIZE_BOUNDS.get(name)}")
+        low, high = SAMPLE_RATES
+        need(low <= self.sample_rate <= high, f"sample_rate: {self.sample_rate} Hz is outside {low}-{high} Hz")
+        for name in ("min_audio_seconds", "max_audio_seconds"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                 f"{name}: must be a number of seconds, got {value!r}")
+        need(self.max_audio_seconds <= MAX_WINDOW_SECONDS,
+             f"max_audio_seconds: {self.max_audio_seconds} exceeds the bound {MAX_WINDOW_SECONDS:g} s "
+             "(longer recordings are split into segments, not read in one window)")
         need(self.hidden_size % self.num_heads == 0,
              f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        need(isinstance(self.gate_pool_kernel, int) and self.gate_pool_kernel >= 0,
-             f"gate_pool_kernel: must be 0 (global) or a positive integer, got {self.gate_pool_kernel!r}")
+        need(_is_int(self.gate_pool_kernel) and 0 <= self.gate_pool_kernel <= SIZE_BOUNDS["gate_pool_kernel"],
+             f"gate_pool_kernel: must be 0 (global) or a positive integer up to {SIZE_BOUNDS['gate_pool_kernel']}, "
+             f"got {self.gate_pool_kernel!r}")
         need(self.gate_pool_kernel == 0 or self.gate_pool_kernel % 2 == 1,
              f"gate_pool_kernel: must be odd for 'same' padding, got {self.gate_pool_kernel}")
         need(self.mig_kernel % 2 == 1, f"mig_kernel: must be odd, got {self.mig_kernel}")

@@ -16,13 +16,12 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from gia_mic.configuration import ENCODER_FAMILIES
+from gia_mic.errors import EncoderLoadError
+
 logger = logging.getLogger(__name__)
 
-WAV2VEC2_FAMILY = ("wavlm", "wav2vec2", "hubert", "data2vec-audio", "unispeech", "unispeech-sat", "wav2vec2-conformer")
-
-
-class EncoderLoadError(OSError):
-    """An encoder (or its processor) could not be loaded; the message says how to fix it."""
+WAV2VEC2_FAMILY = tuple(m for m in ENCODER_FAMILIES["audio"] if m != "whisper")
 
 
 @dataclass
@@ -42,7 +41,7 @@ def load_error(what: str, source: str, revision: str, err: Exception) -> Encoder
     """A readable error for an encoder or processor that failed to load."""
     return EncoderLoadError(
         f"could not load the {what} from {source!r} (revision {revision!r}): {type(err).__name__}: "
-        f"{str(err).splitlines()[0] if str(err) else ''}\n"
+        f"{str(err).splitlines()[0] if str(err) else ''}. "
         f"Fix: check the id or path; if it is a Hub id, connect once so it is cached (or unset "
         f"HF_HUB_OFFLINE), or download it with `hf download {source} --revision {revision}` and pass the local path."
     )
@@ -50,7 +49,7 @@ def load_error(what: str, source: str, revision: str, err: Exception) -> Encoder
 
 def _from_hub(loader: Any, what: str, source: str, revision: str, **kwargs: Any) -> Any:
     try:
-        return loader.from_pretrained(source, revision=revision, **kwargs)
+        return loader.from_pretrained(source, revision=revision, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise load_error(what, source, revision, err) from None
 

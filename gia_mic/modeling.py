@@ -6,6 +6,7 @@ nothing of training loops and nothing of the web.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,7 +329,14 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             gia_mic.checkpoint.CheckpointError: not found, offline without a cached copy,
                 pickle-only weights, corrupt safetensors, or keys that do not match.
         """
-        from gia_mic.checkpoint import CONFIG_NAME, CheckpointError, load_strict, read_weights, resolve
+        from gia_mic.checkpoint import (
+            CONFIG_NAME,
+            CheckpointError,
+            check_weights_header,
+            load_strict,
+            read_weights,
+            resolve,
+        )
         from gia_mic.processing import GiaMicProcessor
 
         directory = resolve(pretrained_model_name_or_path, revision=revision, **hub_kwargs)
@@ -339,10 +347,13 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         if missing:
             raise CheckpointError(f"{directory}/{CONFIG_NAME} does not carry the encoder configs of {missing}: "
                                   "not a self-contained gia-mic checkpoint")
+        with torch.device("meta"):  # shapes only: a config asking for a huge model is refused before allocation
+            check_weights_header(directory, cls(copy.deepcopy(config)).state_dict())
+        processor = GiaMicProcessor.from_pretrained(directory, config)  # refuses code-running processor folders
         state = read_weights(directory)
         model = cls(config)
         load_strict(model, state, directory)
-        model.processor = GiaMicProcessor.from_pretrained(directory, config)
+        model.processor = processor
         model.eval()
         if device is not None:
             model.to(device)

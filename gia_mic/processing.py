@@ -8,8 +8,9 @@ in ``image_processor/``, ``feature_extractor/`` and ``tokenizer/``.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,11 @@ import torch
 
 from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
 from gia_mic.encoders import EncoderLoadError, load_error
+from gia_mic.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 COMPONENT_DIRS = {"video": "image_processor", "audio": "feature_extractor", "text": "tokenizer"}
-
-
-class InputError(ValueError):
-    """An input (transcript, waveform, modality set) is unusable; the message says why."""
 
 
 def clean_text(text: str | bytes | None) -> str | None:
@@ -80,9 +78,84 @@ def _hub_component(modality: str, source: str, revision: str) -> Any:
 
     loader = {"video": AutoImageProcessor, "audio": AutoFeatureExtractor, "text": AutoTokenizer}[modality]
     try:
-        return loader.from_pretrained(source, revision=revision)
+        return loader.from_pretrained(source, revision=revision, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as err:
         raise load_error(f"{modality} preprocessor", source, revision, err) from None
+
+
+# Component classes a checkpoint may name (``*_type`` / ``tokenizer_class`` in its JSON); each is
+# loaded by this explicit class, so no file of the checkpoint can pick code to run.
+COMPONENT_CLASSES: dict[str, tuple[str, str, tuple[str, ...]]] = {  # modality -> (file, key, classes)
+    "video": ("preprocessor_config.json", "image_processor_type",
+              ("CLIPImageProcessor", "CLIPImageProcessorFast", "CLIPImageProcessorPil")),
+    "audio": ("preprocessor_config.json", "feature_extractor_type",
+              ("WhisperFeatureExtractor", "Wav2Vec2FeatureExtractor")),
+    "text": ("tokenizer_config.json", "tokenizer_class",
+             ("BertTokenizer", "BertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",
+              "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "CamembertTokenizer", "CamembertTokenizerFast",
+              "PreTrainedTokenizerFast")),
+}
+MAX_COMPONENT_JSON_BYTES = 64 * 1024 * 1024
+MAX_COMPONENT_INT = 10_000_000  # image / audio preprocessing sizes (frame counts, FFT sizes, pixels)
+
+
+def _read_component_json(file: Path) -> Any:
+    if file.stat().st_size > MAX_COMPONENT_JSON_BYTES:
+        raise EncoderLoadError(f"{file} is larger than {MAX_COMPONENT_JSON_BYTES >> 20} MB; refused")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EncoderLoadError(f"{file} is not valid JSON ({err})") from None
+
+
+def _walk_ints(data: Any, prefix: str = "") -> Iterator[tuple[str, int]]:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _walk_ints(v, f"{prefix}{k}.")
+    elif isinstance(data, list):
+        for v in data:
+            yield from _walk_ints(v, prefix)
+    elif isinstance(data, int) and not isinstance(data, bool):
+        yield prefix.rstrip("."), data
+
+
+def component_class(modality: str, folder: Path, config: GiaMicConfig) -> type:
+    """The explicit ``transformers`` class of a checkpoint's processor folder, after safety checks.
+
+    Refuses a folder that ships Python files or whose JSON asks for custom code (``auto_map``),
+    names a class outside ``COMPONENT_CLASSES``, or asks for sizes no real preprocessor uses.
+
+    Raises:
+        EncoderLoadError: in one line naming the file.
+    """
+    import transformers
+
+    code = sorted(p.name for p in folder.iterdir() if p.suffix in (".py", ".pyc", ".so"))
+    if code:
+        raise EncoderLoadError(f"{folder} contains code ({', '.join(code)}); gia-mic never runs code from a checkpoint")
+    for file in sorted(folder.glob("*.json")):
+        data = _read_component_json(file)
+        if isinstance(data, dict) and "auto_map" in data:
+            raise EncoderLoadError(f"{file} asks to run custom code (auto_map); gia-mic never runs code from a checkpoint")
+        if modality != "text":
+            for key, value in _walk_ints(data):
+                if abs(value) > MAX_COMPONENT_INT:
+                    raise EncoderLoadError(f"{file}: {key} = {value} exceeds the bound {MAX_COMPONENT_INT:,}")
+    name, key, allowed = COMPONENT_CLASSES[modality]
+    file = folder / name
+    if not file.is_file():
+        raise EncoderLoadError(f"{folder} has no {name}")
+    data = _read_component_json(file)
+    chosen = data.get(key) if isinstance(data, dict) else None
+    if chosen not in allowed:
+        raise EncoderLoadError(f"{file}: {key} {chosen!r} is not a supported {modality} preprocessor "
+                               f"(supported: {', '.join(allowed)})")
+    rate = data.get("sampling_rate")
+    if modality == "audio" and rate != config.sample_rate:
+        raise EncoderLoadError(f"{file}: sampling_rate {rate!r} differs from the model's sample_rate {config.sample_rate}")
+    if chosen == "CLIPImageProcessor" and hasattr(transformers, "CLIPImageProcessorPil"):
+        chosen = "CLIPImageProcessorPil"  # the same preprocessing on PIL: torchvision is not a dependency
+    return getattr(transformers, chosen)
 
 
 class GiaMicProcessor:
@@ -113,19 +186,17 @@ class GiaMicProcessor:
     @classmethod
     def from_pretrained(cls, directory: str | Path, config: GiaMicConfig) -> GiaMicProcessor:
         """Loads the components saved beside a checkpoint's weights."""
-        from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
-
-        loaders = {"video": AutoImageProcessor, "audio": AutoFeatureExtractor, "text": AutoTokenizer}
         components = {}
         for m in config.modalities:
             path = Path(directory) / COMPONENT_DIRS[m]
             if not path.is_dir():
                 raise EncoderLoadError(f"checkpoint {directory} has no {COMPONENT_DIRS[m]}/ folder for {m}: "
                                        "it was not saved by gia_mic, or is incomplete")
+            loader = component_class(m, path, config)
             try:
-                components[m] = loaders[m].from_pretrained(str(path))
-            except (OSError, ValueError, KeyError) as err:
-                raise EncoderLoadError(f"could not read {path}: {err}") from None
+                components[m] = loader.from_pretrained(str(path), trust_remote_code=False)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise EncoderLoadError(f"could not read {path}: {str(err).splitlines()[0] if str(err) else err}") from None
         return cls(config, components)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -134,17 +205,20 @@ class GiaMicProcessor:
             component.save_pretrained(str(Path(directory) / COMPONENT_DIRS[m]))
 
     # ------------------------------------------------------------------ single inputs
-    def decode(self, path: str | Path, *, start: float = 0.0, end: float | None = None) -> Any:
+    def decode(self, path: str | Path, *, start: float = 0.0, end: float | None = None,
+               decoder: Any = None) -> Any:
         """Decodes a media file with the config's frame count, sample rate and limits.
 
         ``start``/``end`` (seconds) decode only that window of the file, e.g. one utterance
-        of a long dialog recording.
+        of a long dialog recording. ``decoder`` replaces ``media.decode_clip`` with a callable
+        of the same signature, e.g. an ``isolation.IsolatedDecoder`` for untrusted files.
         """
         from gia_mic.media import decode_clip
 
         c = self.config
-        return decode_clip(path, num_frames=c.num_frames, sample_rate=c.sample_rate,
-                           min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds, start=start, end=end)
+        return (decoder or decode_clip)(path, num_frames=c.num_frames, sample_rate=c.sample_rate,
+                                        min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds,
+                                        start=start, end=end)
 
     def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono, resampled, length-checked float32 waveform for an array input."""
