@@ -2,24 +2,27 @@
 
 gia-mic predict clip.mp4 [--text T] [--modalities video,audio,text] [--model DIR_OR_ID] [--json]
 gia-mic evaluate --model DIR_OR_ID --manifest test.csv [--root DIR] [--modalities ...] [--json]
+
+A file name that starts with ``-`` goes after ``--``: ``gia-mic predict -- -clip.mp4``.
+User errors (bad files, fields, checkpoints) print one line on stderr and exit 2; JSON
+output is always strict JSON (no NaN).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from gia_mic.asr import DEFAULT_ASR_MODEL
-from gia_mic.checkpoint import CheckpointError, default_model
-from gia_mic.configuration import ConfigError, normalize_modalities
-from gia_mic.encoders import EncoderLoadError
-from gia_mic.media import MediaError
-from gia_mic.processing import InputError
+from gia_mic.checkpoint import default_model
+from gia_mic.configuration import normalize_modalities
+from gia_mic.errors import USER_ERRORS
+from gia_mic.manifest import is_audio_file, read_manifest
 
 
 def _say(*parts: object, file=None) -> None:
@@ -27,29 +30,40 @@ def _say(*parts: object, file=None) -> None:
     (file or sys.stdout).write(" ".join(str(p) for p in parts) + "\n")
 
 
-USER_ERRORS = (MediaError, InputError, ConfigError, CheckpointError, EncoderLoadError, FileNotFoundError)
+def _json(data: Any) -> str:
+    """Strict JSON: a non-finite number (never expected) becomes null instead of invalid ``NaN``."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=2, allow_nan=False)
 
 
-def _recognizer(args: argparse.Namespace):
+def _recognizer(args: argparse.Namespace, *, isolate: bool = False):
     from gia_mic.pipeline import EmotionRecognizer
 
     asr = None if str(args.asr_model).lower() in ("none", "off", "") else args.asr_model
     return EmotionRecognizer.from_pretrained(args.model or default_model(), revision=args.revision,
-                                             asr_model=asr, device=args.device)
+                                             asr_model=asr, device=args.device, isolate=isolate)
 
 
 def _predict(args: argparse.Namespace) -> int:
     modalities = normalize_modalities(args.modalities) if args.modalities else None
     path = Path(args.path)
     recognizer = _recognizer(args)
-    audio_only = path.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
+    audio_only = is_audio_file(path)
     pred = recognizer(video=None if audio_only else path, audio=path if audio_only else None,
                       text=args.text, modalities=modalities)
     result = {"label": pred.label, "scores": pred.scores, "transcript": pred.transcript,
               "transcript_source": pred.transcript_source, "modalities_used": pred.modalities_used,
               "timings_ms": {k: round(v, 2) for k, v in pred.timings_ms.items()}}
     if args.json:
-        _say(json.dumps(result, indent=2))
+        _say(_json(result))
         return 0
     _say(f"{path.name}: {pred.label}")
     for s in pred.scores:
@@ -62,54 +76,38 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_manifest(path: Path, root: Path | None) -> list[dict[str, Any]]:
-    """Rows of an evaluation CSV: ``path,label,transcript`` (optional ``video``, ``audio``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"manifest not found: {path}") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"manifest {path} is not valid UTF-8 (byte {err.start})") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = set(reader.fieldnames or [])
-    need = {"label", "transcript"}
-    if not need <= columns or not ({"path", "video", "audio"} & columns):
-        raise InputError(f"manifest {path} needs columns path (or video/audio), label, transcript; "
-                         f"it has {sorted(columns)}")
-    base = root or path.parent
-    rows = []
-    for line, row in enumerate(reader, start=2):
-        item: dict[str, Any] = {"line": line, "label": (row.get("label") or "").strip(),
-                                "text": row.get("transcript") or None}
-        for key, target in (("path", "video"), ("video", "video"), ("audio", "audio")):
-            value = (row.get(key) or "").strip()
-            if value:
-                file = Path(value) if Path(value).is_absolute() else base / value
-                is_audio = file.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
-                item["audio" if (key == "audio" or is_audio) else target] = file
-        rows.append(item)
-    return rows
+def _evaluation_rows(args: argparse.Namespace, labels: list[str]) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Scorable rows of the manifest as pipeline items, the refused rows' errors, and the skipped count."""
+    rows = read_manifest(Path(args.manifest), root=Path(args.root) if args.root else None,
+                         allow_outside_root=args.allow_outside_root,
+                         required=(("label",), ("transcript",), ("path", "video", "audio")))
+    items, errors, skipped = [], [], 0
+    for row in rows:
+        if row.error:
+            errors.append(f"line {row.line}: {row.error}")
+        elif row.get("label") not in labels:
+            skipped += 1
+        else:
+            items.append({"line": row.line, "label": row.get("label"), "text": row.get("transcript") or None,
+                          "video": row.video, "audio": row.audio})
+    return items, errors, skipped
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _score(recognizer, items: list[dict[str, Any]], modalities, batch_size: int, errors: list[str],
+           progress: bool) -> tuple[list[int], list[int]]:
+    """Classifies the items in batches; a failing batch is retried row by row so the others still count."""
     from tqdm import tqdm
 
-    from gia_mic.metrics import classification_report
-
-    modalities = normalize_modalities(args.modalities) if args.modalities else None
-    recognizer = _recognizer(args)
-    rows = read_manifest(Path(args.manifest), Path(args.root) if args.root else None)
     index = {label: i for i, label in enumerate(recognizer.labels)}
-    usable = [r for r in rows if r["label"] in index]
-    y_true, y_pred, errors = [], [], []
-    bar = tqdm(total=len(usable), desc="evaluating", unit="clip", file=sys.stderr, disable=args.quiet)
-    for start in range(0, len(usable), args.batch_size):
-        chunk = usable[start : start + args.batch_size]
+    y_true, y_pred = [], []
+    bar = tqdm(total=len(items), desc="evaluating", unit="clip", file=sys.stderr, disable=not progress)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
         try:
-            preds = recognizer.batch(chunk, modalities=modalities, batch_size=args.batch_size)
+            preds = recognizer.batch(chunk, modalities=modalities, batch_size=batch_size)
         except USER_ERRORS:
             preds = []
-            for row in chunk:  # find the bad rows; the others still count
+            for row in chunk:
                 try:
                     preds.append(recognizer.batch([row], modalities=modalities)[0])
                 except USER_ERRORS as err:
@@ -121,20 +119,46 @@ def _evaluate(args: argparse.Namespace) -> int:
                 y_pred.append(index[pred.label])
         bar.update(len(chunk))
     bar.close()
+    return y_true, y_pred
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Exit 0: every usable row scored; 1: some rows failed (figures over the rest); 2: nothing scored."""
+    from gia_mic.metrics import classification_report
+
+    modalities = normalize_modalities(args.modalities) if args.modalities else None
+    recognizer = _recognizer(args, isolate=not args.no_isolation)
+    items, errors, skipped = _evaluation_rows(args, recognizer.labels)
+    y_true, y_pred = _score(recognizer, items, modalities, args.batch_size, errors, not args.quiet)
     report = classification_report(y_true, y_pred, recognizer.labels)
-    result = {"n": report["n"], "skipped": len(rows) - len(usable), "wa": report["wa"], "ua": report["ua"],
+    result = {"n": report["n"], "skipped": skipped, "wa": report["wa"], "ua": report["ua"],
               "macro_f1": report["macro_f1"], "per_class_recall": report["per_class_recall"],
               "confusion": report["confusion"], "labels": report["labels"], "errors": errors}
     if args.json:
-        _say(json.dumps(result, indent=2))
-    else:
+        _say(_json(result))
+    elif report["n"]:
         _say(f"n={result['n']} skipped={result['skipped']} errors={len(errors)}")
         _say(f"WA {result['wa']:.4f}  UA {result['ua']:.4f}  macro-F1 {result['macro_f1']:.4f}")
         for label, r in result["per_class_recall"].items():
             _say(f"  recall {label:<12} {'n/a' if r is None else f'{r:.4f}'}")
         for e in errors[:10]:
             _say(f"  error: {e}")
-    return 0
+    if not report["n"]:
+        why = (f"{len(errors)} rows failed, e.g. {errors[0]}" if errors else
+               f"no row has a label the model knows ({', '.join(recognizer.labels)}); {skipped} rows skipped")
+        _say(f"gia-mic: error: nothing could be scored in {args.manifest}: {why}", file=sys.stderr)
+        return 2
+    return 1 if errors else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,16 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
         p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("predict", help="classify one clip")
+    p = sub.add_parser("predict", help="classify one clip",
+                       usage="gia-mic predict [options] [--] PATH  (a PATH starting with '-' goes after '--')")
     p.add_argument("path", help="video or audio file")
     p.add_argument("--text", help="transcript (otherwise Whisper, when available)")
     common(p)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("evaluate", help="WA / UA / macro-F1 over a manifest CSV")
+    p = sub.add_parser("evaluate", help="WA / UA / macro-F1 over a manifest CSV",
+                       description="Exit status: 0 every usable row scored, 1 some rows failed (figures over the "
+                                   "rest, errors listed), 2 nothing could be scored or a user error.")
     p.add_argument("--manifest", required=True, help="CSV with path (or video/audio), label, transcript")
     p.add_argument("--root", help="folder that relative paths are under (default: the manifest's folder)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read rows whose paths resolve outside --root (absolute paths, '..'); refused by default")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="decode files in this process instead of a sandboxed worker (faster start, less safe)")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     common(p)
     p.set_defaults(func=_evaluate)

@@ -102,10 +102,13 @@ class EmotionRecognizer:
         model: A loaded model with its processor attached.
         transcriber: Whisper wrapper for clips without a transcript (``None``: no ASR).
         device: Where to run; CUDA (fp16 autocast) when present, else CPU.
+        isolate: Decode files in a sandboxed worker process (``isolation.IsolatedDecoder``), so
+            that a file that crashes, hangs or exhausts the native decoder becomes that file's
+            ``MediaError`` instead of taking the process down. Servers and batch runs want it.
     """
 
     def __init__(self, model: GiaMicForEmotionRecognition, *, transcriber: WhisperTranscriber | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, isolate: bool = False) -> None:
         if model.processor is None:
             raise ValueError("the model has no processor attached: load it with from_pretrained")
         self.device = torch.device(device) if device is not None else default_device()
@@ -113,16 +116,21 @@ class EmotionRecognizer:
         self.processor = model.processor
         self.config = model.config
         self.transcriber = transcriber
+        self.decoder = None
+        if isolate:
+            from gia_mic.isolation import IsolatedDecoder
+
+            self.decoder = IsolatedDecoder()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
                         asr_model: object = DEFAULT_ASR_MODEL, device: str | torch.device | None = None,
-                        **hub_kwargs: object) -> EmotionRecognizer:
-        """Loads a checkpoint directory or Hub repo; ``asr_model=None`` turns ASR off."""
+                        isolate: bool = False, **hub_kwargs: object) -> EmotionRecognizer:
+        """Loads a checkpoint directory or Hub repo; ``asr_model=None`` turns ASR off (``isolate``: see the class)."""
         device = torch.device(device) if device is not None else default_device()
         model = GiaMicForEmotionRecognition.from_pretrained(name_or_path, revision=revision, **hub_kwargs)
         transcriber = WhisperTranscriber(asr_model, device=device) if asr_model is not None else None
-        return cls(model, transcriber=transcriber, device=device)
+        return cls(model, transcriber=transcriber, device=device, isolate=isolate)
 
     @property
     def labels(self) -> list[str]:
@@ -153,12 +161,12 @@ class EmotionRecognizer:
         truncated = False
         with _timer(timings, "decode"):
             if video is not None:
-                clip: DecodedClip = self.processor.decode(video)
+                clip: DecodedClip = self.processor.decode(video, decoder=self.decoder)
                 frames, frame_times, waveform, duration = clip.frames, clip.frame_times, clip.audio, clip.duration
                 missing.update(clip.missing)
                 truncated = clip.truncated
             if isinstance(audio, (str, Path)):
-                clip = self.processor.decode(audio)
+                clip = self.processor.decode(audio, decoder=self.decoder)
                 waveform, duration = clip.audio, duration or clip.duration
                 truncated = truncated or clip.truncated
                 if waveform is None:
@@ -194,6 +202,8 @@ class EmotionRecognizer:
                 asr = self.transcriber if given is None and wave is not None else None
                 with _timer(timings, "asr") if asr is not None else contextlib.nullcontext():
                     transcript = resolve_transcript(given, wave, asr)
+                if given is None and wave is None and self.transcriber is not None:
+                    transcript = Transcript(None, "missing", f"no speech to transcribe ({missing['audio']})")
             if transcript.text is None:
                 missing["text"] = transcript.reason or "no transcript"
             clips.append(PreparedClip(frames, times, wave, duration, transcript, missing, truncated, timings_ms=timings))
@@ -291,6 +301,9 @@ class EmotionRecognizer:
         out = self._fuse(clips, uses)
         fusion_ms = (time.perf_counter() - start) * 1000.0 / len(clips)
         probs = out.logits.float().softmax(-1).cpu().numpy()  # (B, C)
+        if not np.isfinite(probs).all():  # never hand NaN scores to a user (or to JSON)
+            raise InputError("the model produced non-finite scores (NaN/Inf) for this input; "
+                             "the checkpoint's weights may be corrupt")
         preds = [self._prediction(c, out, i, probs[i], use, wanted, {**c.timings_ms, "fusion": fusion_ms})
                  for i, (c, use) in enumerate(zip(clips, uses))]
         if explain:

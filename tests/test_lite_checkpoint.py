@@ -97,6 +97,7 @@ def test_ravdess_validation_meets_the_target(tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cli(["evaluate", "--model", str(LITE), "--manifest", str(tmp_path / "val.csv"), "--json",
+                    "--root", str(manifest.parent),
                     "--modalities", "audio,text", "--asr-model", "none", "--batch-size", "16", "--quiet"])
     assert code == 0
     result = json.loads(out.getvalue())

@@ -7,7 +7,6 @@ frames / waveform / transcript through the processor's one decoding path
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 from collections import Counter
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from gia_mic.configuration import ConfigError
+from gia_mic.errors import InputError
+from gia_mic.manifest import is_audio_file
+from gia_mic.manifest import read_manifest as read_rows
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aac")
 VAL_SPLITS = ("val", "valid", "validation", "dev")
 SYNTHETIC_WORDS = {
     "neutral": ["okay", "fine", "normal", "alright"],
@@ -96,20 +97,6 @@ def map_label(raw: str, labels: Sequence[str], label_map: dict[str, str]) -> int
 
 
 # ---------------------------------------------------------------------- manifest CSV
-def _column(row: dict[str, str], *names: str) -> str:
-    for name in names:
-        if row.get(name) not in (None, ""):
-            return row[name].strip()
-    return ""
-
-
-def _resolve(path: str, root: Path) -> str | None:
-    if not path:
-        return None
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else root / p)
-
-
 def _weight(value: str, path: Path, line: int) -> float:
     if not value:
         return 1.0
@@ -120,6 +107,10 @@ def _weight(value: str, path: Path, line: int) -> float:
     if not weight > 0:
         raise ConfigError(f"{path} line {line}: weight must be > 0, got {value}")
     return weight
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[str, str],
@@ -143,33 +134,30 @@ def read_manifest(path: str | Path, *, labels: Sequence[str], label_map: dict[st
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data.manifest: file not found: {path}")
-    base = Path(root) if root else path.parent
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [{(k or "").strip().lower(): (v or "") for k, v in row.items()} for row in csv.DictReader(handle)]
-    header = set(rows[0]) if rows else set()
-    if not header & {"label", "emotion"} or not header & {"speaker", "actor"}:
-        raise ConfigError(f"{path}: needs a label (or emotion) column and a speaker (or actor) column; has {sorted(header)}")
+    try:  # a researcher's own training manifest may point anywhere (train.prepare writes absolute paths)
+        rows = read_rows(path, root=root, allow_outside_root=True, required=(("label", "emotion"), ("speaker", "actor")))
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     samples, dropped = [], Counter()
     for i, row in enumerate(rows):
-        raw_label = _column(row, "label", "emotion")
+        if row.error:
+            raise ConfigError(f"{path} line {row.line}: {row.error}")
+        raw_label = row.get("label", "emotion")
         label = map_label(raw_label, labels, label_map)
-        split = _column(row, "split").lower() or None
+        split = row.get("split").lower() or None
         if label is None:
             dropped[raw_label] += 1
             continue
         if split == "test":
             dropped["<split test>"] += 1
             continue
-        media = _resolve(_column(row, "path"), base)
-        video, audio = _resolve(_column(row, "video"), base), _resolve(_column(row, "audio"), base)
-        if media:
-            is_audio = Path(media).suffix.lower() in AUDIO_SUFFIXES
-            video, audio = (video, audio or media) if is_audio else (video or media, audio or media)
+        speech_from_video = row.media is not None and not is_audio_file(row.media)  # the video's own audio track
+        audio = row.audio or (row.media if speech_from_video else None)
         samples.append(Sample(
-            id=_column(row, "id") or f"{path.stem}-{i:06d}", label=label, speaker=_column(row, "speaker", "actor"),
-            video=video, audio=audio, text=_column(row, "transcript", "text") or None,
-            split="val" if split in VAL_SPLITS else split, fold=_column(row, "fold") or None,
-            weight=_weight(_column(row, "weight"), path, i + 2), corpus=_column(row, "corpus") or None,
+            id=row.get("id") or f"{path.stem}-{i:06d}", label=label, speaker=row.get("speaker", "actor"),
+            video=_str(row.video), audio=_str(audio), text=row.get("transcript", "text") or None,
+            split="val" if split in VAL_SPLITS else split, fold=row.get("fold") or None,
+            weight=_weight(row.get("weight"), path, row.line), corpus=row.get("corpus") or None,
         ))
     if dropped:
         logger.info("%s: dropped %d rows outside the label map: %s", path.name, sum(dropped.values()), dict(dropped))

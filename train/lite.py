@@ -71,6 +71,7 @@ def evaluate(model_dir: Path, data_dir: Path) -> list[dict[str, Any]]:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
             code = cli(["evaluate", "--model", str(model_dir), "--manifest", str(data_dir / manifest), "--json",
+                        "--allow-outside-root",  # our own manifests: absolute paths into the corpora
                         "--modalities", modalities, "--asr-model", "none", "--batch-size", "16", "--quiet"])
         if code != 0:
             raise RuntimeError(f"gia-mic evaluate failed on {manifest} ({modalities})")
