@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ import gradio as gr
 
 from gia_mic.asr import DEFAULT_ASR_MODEL
 from gia_mic.checkpoint import default_model
-from gia_mic.cli import USER_ERRORS
 from gia_mic.configuration import MODALITIES
+from gia_mic.errors import USER_ERRORS
 from gia_mic.plots import GATE_CAPTION, plot_gates
 from gia_mic.processing import InputError, clean_text
 
@@ -53,6 +54,8 @@ EXAMPLE_TRANSCRIPT = "Don't forget a jacket"
 CREMA_D_EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 UI_NAMES = {"video": "video", "audio": "speech", "text": "text"}
 DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_STORED_MB = 2048.0
+UPLOAD_MAX_AGE_S = 3600
 DEFAULT_CONCURRENCY = 2
 DEFAULT_QUEUE_SIZE = 32
 MAX_TRANSCRIPT_WORDS = 1000
@@ -95,20 +98,93 @@ def user_errors(*paths: str | None) -> Iterator[None]:
         for path in paths:
             if path:
                 message = message.replace(str(path), Path(path).name)
-        raise gr.Error(message, title="Input problem") from None
+        logger.info("input problem: %s", message.splitlines()[0] if message else type(err).__name__)  # one line
+        raise gr.Error(message, title="Input problem", print_exception=False) from None
     except Exception as err:  # the app keeps serving whatever a clip does to the library
-        logger.exception("unexpected failure")
-        raise gr.Error(f"unexpected error ({type(err).__name__}): {err}", title="Error") from None
+        logger.exception("unexpected failure")  # a real fault: the traceback is logged once, here
+        raise gr.Error(f"unexpected error ({type(err).__name__}): {err}", title="Error", print_exception=False) from None
 
 
 def _as_modalities(value: object) -> object:
-    """API modalities: a list or a comma string; ``None``/``""`` means every trained one."""
+    """API modalities: a list or a comma string; ``None``/``""`` means every trained one.
+
+    Raises:
+        InputError: anything else (a number, an object, a list holding non-strings).
+    """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str) and value.strip().startswith("["):
         with contextlib.suppress(ValueError):
-            return json.loads(value)
-    return value
+            value = json.loads(value)
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return value
+    raise InputError(f"modalities must be a list of names or a comma-separated string such as 'audio,text', "
+                     f"got {type(value).__name__} {json.dumps(value)[:60] if _jsonable(value) else ''}".rstrip())
+
+
+def _jsonable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def markdown_text(text: str) -> str:
+    """User text shown literally inside Markdown (no emphasis, links, HTML or headings)."""
+    special = "\\`*_{}[]()<>#+-.!|~"
+    return "".join(f"\\{ch}" if ch in special else ch for ch in text)
+
+
+class UploadJanitor:
+    """Keeps the app's uploaded and generated files under a total size (oldest deleted first).
+
+    Gradio's ``delete_cache`` removes files older than an age and everything at shutdown; this
+    bounds the total in between, so a client posting uploads cannot fill the disk.
+
+    Args:
+        demo: The Blocks whose tracked files (``temp_file_sets``) are swept.
+        max_bytes: Total size kept.
+        every: Seconds between sweeps.
+    """
+
+    def __init__(self, demo: gr.Blocks, max_bytes: int, every: float = 10.0) -> None:
+        self.demo, self.max_bytes, self.every = demo, max_bytes, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gia-mic-upload-janitor", daemon=True)
+
+    def start(self) -> UploadJanitor:
+        """Starts sweeping in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops sweeping."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Deletes the oldest tracked files until the total is under ``max_bytes``; returns bytes freed."""
+        files = []
+        for tracked in list(self.demo.temp_file_sets):
+            for name in list(tracked):
+                with contextlib.suppress(OSError):
+                    stat = os.stat(name)
+                    files.append((stat.st_mtime, stat.st_size, name, tracked))
+        total, freed = sum(f[1] for f in files), 0
+        for _, size, name, tracked in sorted(files):
+            if total <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                os.remove(name)
+            tracked.discard(name)
+            total, freed = total - size, freed + size
+        if freed:
+            logger.info("upload store over %d MB: deleted %d MB of the oldest files", self.max_bytes >> 20, freed >> 20)
+        return freed
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -216,7 +292,7 @@ def _status_markdown(pred: Any, cached: bool, backend: DemoBackend) -> str:
     """Transcript used, modalities used/missing, and timings, as Markdown."""
     if pred.transcript is not None:
         source = pred.transcript_source.replace("whisper:", "Whisper ")
-        lines = [f"**Transcript used** ({source}): \u201c{pred.transcript}\u201d"]
+        lines = [f"**Transcript used** ({source}): \u201c{markdown_text(pred.transcript)}\u201d"]
     else:
         why = pred.missing.get("text", pred.transcript_reason or "not available")
         lines = [f"**Text not used**: {_reason(why)}."]
@@ -281,7 +357,7 @@ def build_demo(recognizer: Any, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     """
     backend = DemoBackend(recognizer, max_seconds=max_seconds)
     limits = f"Limits: uploads up to {max_upload_mb:g} MB, clips up to {backend.max_seconds:g} s."
-    with gr.Blocks(title="GIA-MIC emotion recognition") as demo:
+    with gr.Blocks(title="GIA-MIC emotion recognition", delete_cache=(600, UPLOAD_MAX_AGE_S)) as demo:
         gr.Markdown(DESCRIPTION + f"\nClasses: {', '.join(backend.config.labels)}. {limits}")
         cache = gr.State({"clips": {}, "auto_text": None, "ready": False}, time_to_live=3600)
         with gr.Row():
@@ -308,6 +384,7 @@ def build_demo(recognizer: Any, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         _api(backend)
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     demo.gia_mic_max_upload_mb = max_upload_mb
+    demo.gia_mic_backend = backend
     return demo
 
 
@@ -366,9 +443,16 @@ def _api(backend: DemoBackend) -> None:
 
 
 def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, prevent_thread_lock: bool = False,
-           **kwargs: Any) -> Any:
-    """Starts the server with the demo's upload limit."""
+           max_stored_mb: float = DEFAULT_MAX_STORED_MB, **kwargs: Any) -> Any:
+    """Starts the server with the demo's upload limit and a bounded upload store.
+
+    Uploads and generated files older than ``UPLOAD_MAX_AGE_S`` are deleted (Gradio's
+    ``delete_cache``), all of them when the server stops, and the oldest as soon as their total
+    exceeds ``max_stored_mb`` (``UploadJanitor``).
+    """
     max_mb = getattr(demo, "gia_mic_max_upload_mb", DEFAULT_MAX_UPLOAD_MB)
+    janitor = UploadJanitor(demo, int(max_stored_mb * 1024 * 1024)).start()
+    demo.gia_mic_janitor = janitor
     return demo.launch(server_name=host, server_port=port, max_file_size=int(max_mb * 1024 * 1024),
                        prevent_thread_lock=prevent_thread_lock, show_error=True, footer_links=["api"], **kwargs)
 
@@ -447,7 +531,8 @@ def create_demo(args: argparse.Namespace) -> gr.Blocks:
     model, revision = choose_model(args.model)
     asr = None if str(args.asr_model).lower() in ("none", "off", "") else args.asr_model
     print(f"loading {model}{'@' + revision if revision else ''} ...", flush=True)
-    recognizer = EmotionRecognizer.from_pretrained(model, revision=revision, asr_model=asr, device=args.device)
+    recognizer = EmotionRecognizer.from_pretrained(model, revision=revision, asr_model=asr, device=args.device,
+                                                   isolate=True)  # a crashing upload must not take the server down
     print(f"model on {recognizer.device}; labels: {', '.join(recognizer.labels)}", flush=True)
     return build_demo(recognizer, max_upload_mb=args.max_upload_mb,
                       max_seconds=float(args.max_seconds) if args.max_seconds else None,
