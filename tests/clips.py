@@ -74,13 +74,14 @@ def make_clip(
     channels: int = 1,
     tone_hz: float = 440.0,
     silent: bool = False,
+    audio_seconds: float | None = None,
 ) -> Path:
     """Writes a synthetic clip; the container and codecs follow the suffix of ``path``.
 
     Video (skipped for audio-only suffixes or ``video=False``) uses ``frame_pattern``;
     audio (skipped with ``audio=False``) is a sine tone, or zeros when ``silent``.
     ``size`` is ``(width, height)``. flv only carries 11025/22050/44100 Hz, so the
-    nearest of those is used there.
+    nearest of those is used there. ``audio_seconds`` gives the audio track its own length.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -120,7 +121,7 @@ def make_clip(
                 container.mux(vstream.encode(frame))
             container.mux(vstream.encode(None))
         if astream is not None:
-            samples = _tone(seconds, rate, channels, tone_hz, silent)
+            samples = _tone(audio_seconds or seconds, rate, channels, tone_hz, silent)
             block = 1024
             for start in range(0, samples.shape[1], block):
                 chunk = np.ascontiguousarray(samples[:, start : start + block])
