@@ -1,7 +1,7 @@
 """The training loop of one fold: Adam, CE + gamma * L_MIR, early stopping on validation UA.
 
 Runs unchanged on one CPU, one GPU or under ``accelerate launch`` (DDP): batches are
-sharded by process rank, ``TrainStep`` is the module DDP wraps, mixed precision and
+sharded by process rank, ``TrainStep`` (``train.step``) is the module DDP wraps, mixed precision and
 gradient scaling come from ``accelerate``. Every epoch ends with an atomic training-state
 checkpoint; ``resume=True`` continues from the newest one and finishes exactly as an
 uninterrupted run would (same batches, same RNG streams, same optimiser state).
@@ -31,7 +31,7 @@ from gia_mic.utils import atomic_write_text
 from train.cache import FeatureCache, encoder_identity, sha256_json
 from train.config import TrainConfig
 from train.data import Fold, Sample
-from train.features import TrainStep, build_batch, extract_frozen
+from train.features import extract_frozen
 from train.state import (
     latest_checkpoint,
     load_trainable_state,
@@ -42,6 +42,7 @@ from train.state import (
     save_checkpoint,
     trainable_state,
 )
+from train.step import TrainStep, build_batch
 
 logger = logging.getLogger(__name__)
 
