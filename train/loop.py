@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from gia_mic.metrics import classification_report
 from gia_mic.modeling import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
+from hub_card import render_model_card
 from train.cache import FeatureCache, encoder_identity, sha256_json
 from train.config import TrainConfig
 from train.data import Fold, Sample
@@ -250,12 +251,12 @@ class FoldTrainer:
                           **{f"val_ua_{c}": r["ua"] for c, r in report.get("by_corpus", {}).items()}})
         score = self._score(report)
         improved = not math.isnan(score) and score > s.best_ua
+        s.epoch = epoch + 1
         if improved:
             s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
             self._save_best()
         else:
             s.bad_epochs += 1
-        s.epoch = epoch + 1
         self._update_done()
         per_corpus = "".join(f" | {c} UA {r['ua']:.4f}" for c, r in report.get("by_corpus", {}).items())
         logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s%s", self.fold.name, s.epoch,
@@ -269,7 +270,14 @@ class FoldTrainer:
             self.cfg.save(best / "train_config.yaml")
             metrics = {"fold": self.fold.name, "epoch": self.state.best_epoch, **self.state.best_report}
             atomic_write_text(best / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            atomic_write_text(best / "README.md", self._card())
         self.acc.wait_for_everyone()
+
+    def _card(self) -> str:
+        """The ``hub_card`` model card of ``best/`` (this fold's validation result so far)."""
+        single = self.fold.name == "0"  # make_folds' name for a single train/val split
+        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), {"folds": [self.result()]},
+                                 extra={"fold": None if single else self.fold.name})
 
     def _checkpoint(self) -> None:
         def write_main(staging: Path) -> None:
