@@ -55,6 +55,11 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
+def front_matter_yaml(data: dict[str, Any]) -> str:
+    """YAML front matter of a card or Space README: keys in order, no anchors, Unicode kept."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
 def pipeline_tag(modalities: list[str]) -> str:
     """The Hub task that best names a checkpoint trained with ``modalities``."""
     for m in ("video", "audio", "text"):
@@ -88,8 +93,11 @@ def _dataset_entries(train_config: dict, extra: dict) -> list[dict[str, Any]]:
     return entries
 
 
-def _fold_key(fold: object) -> tuple:
-    """Natural order of fold names (``"2"`` before ``"10"``)."""
+def fold_key(fold: object) -> tuple:
+    """Natural order of fold names (``"2"`` before ``"10"``; numbers before names).
+
+    The trainer (``train.data.make_folds``) and ``train.publish`` order folds with it too.
+    """
     return (0, int(fold), "") if str(fold).isdigit() else (1, 0, str(fold))
 
 
@@ -100,7 +108,7 @@ def _rows(items: object, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def _folds(results: dict) -> list[dict[str, Any]]:
     folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall"))
-    return sorted(folds, key=lambda f: _fold_key(f["fold"]))
+    return sorted(folds, key=lambda f: fold_key(f["fold"]))
 
 
 def _protocol(train_config: dict, results: dict, datasets: list[dict], extra: dict) -> str | None:
@@ -248,7 +256,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
     optim = {k: v for k, v in optim.items() if isinstance(v, (int, float, str, bool))}
     data = train_config.get("data") or {}
     return {
-        "front_matter": yaml.dump(front, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True),
+        "front_matter": front_matter_yaml(front),
         "name": name, "repo_id": repo_id or "ORG/NAME", "labels": labels, "modalities": modalities,
         "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
         "split": data.get("split"), "label_map": _label_map(data), "license": license_id,

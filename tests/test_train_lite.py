@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import yaml
@@ -142,3 +143,14 @@ def test_lite_card_reads_finished_ablation_variants(tmp_path):
     assert load_ablations(tmp_path)["no_mic"]["by_corpus_ua"] == {"meld": 0.55, "ravdess": 0.7}
     (tmp_path / "ablations.json").write_text('{"full": {"mean": {}}}')
     assert load_ablations(tmp_path) == {"full": {"mean": {}}}
+
+
+def test_cremad_codes_map_to_the_labels_the_committed_card_used():
+    from train.prepare import CREMAD_EMOTIONS, FOUR_CLASS
+
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "checkpoints" / "gia-mic-lite" / "evaluation.json").read_text())["examples"]
+    for example in stored:
+        emotion = CREMAD_EMOTIONS[example["clip"].split("_")[2]]
+        assert FOUR_CLASS.get(emotion, emotion) == example["true"], example["clip"]
+    assert CREMAD_EMOTIONS["ANG"] == "anger" and FOUR_CLASS["anger"] == "angry"  # corpus name -> model label

@@ -31,6 +31,7 @@ import yaml
 
 from gia_mic import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
+from train.prepare import CREMAD_EMOTIONS, FOUR_CLASS
 
 SPEECH_ID, TEXT_ID = "openai/whisper-tiny.en", "sentence-transformers/all-MiniLM-L6-v2"
 EVALUATIONS = (  # (manifest, modalities, data name)
@@ -103,7 +104,6 @@ def latency(model_dir: Path, data_dir: Path, repeats: int = 10) -> dict[str, flo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_TRANSCRIPT = "Don't forget a jacket."
-CREMAD_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
 def example_predictions(model_dir: Path, examples: Path = EXAMPLES) -> list[dict[str, str]]:
@@ -113,8 +113,8 @@ def example_predictions(model_dir: Path, examples: Path = EXAMPLES) -> list[dict
     rec = EmotionRecognizer.from_pretrained(model_dir, asr_model=None, device="cpu")
     rows = []
     for clip in sorted(examples.glob("*.mp4")):
-        code = clip.stem.split("_")[2]
-        rows.append({"clip": clip.name, "true": CREMAD_CODES.get(code, code),
+        emotion = CREMAD_EMOTIONS.get(clip.stem.split("_")[2], clip.stem)
+        rows.append({"clip": clip.name, "true": FOUR_CLASS.get(emotion, emotion),  # a model label where there is one
                      "speech": rec(video=clip, modalities=["audio"]).label,
                      "speech_text": rec(video=clip, text=EXAMPLE_TRANSCRIPT).label})
     return rows
