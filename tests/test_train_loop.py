@@ -122,6 +122,10 @@ def test_resume_matches_an_uninterrupted_run(cli_run, tmp_path):
     assert not (tmp_path / "r" / "results.json").exists()
     with pytest.raises(Exception, match="--resume"):
         run_training(cfg, tmp_path / "r")  # a second fresh start into the same folder is refused
+    state_file = tmp_path / "r" / "checkpoints" / "epoch-0001" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["best_ua"] = state.pop("best_score")  # as written before the rename: still resumes
+    state_file.write_text(json.dumps(state))
     run_training(TrainConfig.load(TINY, SMALL), tmp_path / "r", resume=True)
 
     expected, got = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "r"))

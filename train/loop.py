@@ -57,7 +57,7 @@ class LoopState:
     """Everything besides tensors that a resumed run needs."""
 
     epoch: int = 0
-    best_ua: float = -1.0  # the best selection score (``optim.select_metric``; UA by default)
+    best_score: float = -1.0  # the best selection score (``optim.select_metric``: UA or the corpus-mean UA)
     best_epoch: int = 0
     bad_epochs: int = 0
     done: bool = False
@@ -250,10 +250,10 @@ class FoldTrainer:
                           "val_ua": report["ua"], "val_macro_f1": report["macro_f1"],
                           **{f"val_ua_{c}": r["ua"] for c, r in report.get("by_corpus", {}).items()}})
         score = self._score(report)
-        improved = not math.isnan(score) and score > s.best_ua
+        improved = not math.isnan(score) and score > s.best_score
         s.epoch = epoch + 1
         if improved:
-            s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
+            s.best_score, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
             self._save_best()
         else:
             s.bad_epochs += 1
@@ -308,6 +308,8 @@ class FoldTrainer:
         rank = self.acc.process_index
         restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
                     json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+        if "best_ua" in state:  # state.json written before LoopState.best_ua was renamed best_score
+            state["best_score"] = state.pop("best_ua")
         self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
         self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
