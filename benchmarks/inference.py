@@ -24,600 +24,43 @@ machine they are noisy.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("tiny", "base")
-BATCH_SIZES = (1, 8, 32)
-CLIP_SECONDS = 5.0
-THROUGHPUT_SECONDS = 3.0
-CLIP_SIZE = (480, 360)  # CREMA-D-like frames (width, height)
-CLIP_FPS = 30
-ASR_SAMPLE_LEN = 48  # tokens per 30-s window: ~ a 5-s utterance; random weights never stop by themselves
-FUSION_TARGET = 0.05
-TRANSCRIPT = ("I really cannot believe you did that to me again, it is so unfair "
-              "and I am honestly upset about the whole thing today.")
-STAGES = ("decode", "asr", "preprocess", "encoder_video", "encoder_audio", "encoder_text", "fusion")
-STAGE_LABELS = {
-    "decode": "decode (mp4, 8 frames + 16 kHz audio)",
-    "asr": "ASR (whisper-tiny dims, random weights)",
-    "preprocess": "preprocess (processor)",
-    "encoder_video": "video encoder",
-    "encoder_audio": "audio encoder",
-    "encoder_text": "text encoder",
-    "fusion": "fusion + classifier",
-}
-PARAM_GROUPS = ("encoder_video", "encoder_audio", "encoder_text", "projections", "placeholders",
-                "feature_extractors", "gia", "mig", "classifier")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Base-size encoder configs built offline (same shapes as the base preset's Hub checkpoints).
-BASE_ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
-    "video": {  # openai/clip-vit-base-patch16, vision tower
-        "model_type": "clip_vision_model", "hidden_size": 768, "intermediate_size": 3072,
-        "num_hidden_layers": 12, "num_attention_heads": 12, "image_size": 224, "patch_size": 16,
-        "projection_dim": 512,
-    },
-    "audio": {  # microsoft/wavlm-base-plus: WavLMConfig defaults are base-size
-        "model_type": "wavlm", "feat_extract_norm": "group", "do_stable_layer_norm": False,
-    },
-    "text": {  # FacebookAI/roberta-base
-        "model_type": "roberta", "vocab_size": 50265, "hidden_size": 768, "intermediate_size": 3072,
-        "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 514,
-        "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
-    },
-}
-WHISPER_TINY_DIMS = {
-    "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
-    "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
+from benchmarks.inference_bench import (  # noqa: E402
+    BATCH_SIZES,
+    CLIP_FPS,
+    CLIP_SECONDS,
+    CLIP_SIZE,
+    FUSION_TARGET,
+    PRESETS,
+    ROOT,
+    THROUGHPUT_SECONDS,
+    TRANSCRIPT,
+    worker,
+)
+from benchmarks.inference_report import findings, machine, markdown  # noqa: E402
+from benchmarks.measure import log  # noqa: E402
+
+SETTINGS = {
+    "clip": {"seconds": CLIP_SECONDS, "size": list(CLIP_SIZE), "fps": CLIP_FPS, "writer": "tests.clips.make_clip"},
+    "transcript_for_text_encoder": TRANSCRIPT,
+    "throughput_clip_seconds": THROUGHPUT_SECONDS, "batch_sizes": list(BATCH_SIZES),
+    "fusion_target": FUSION_TARGET, "timing": "median of repeats after a warm-up run; noisy on a shared machine",
+    "memory": "rss_peak_mib: peak RSS (psutil, sampled every 2 ms) minus RSS at the stage's start, "
+              "in a fresh subprocess per preset; maxrss_growth_mib: ru_maxrss growth; cuda_peak_mib on CUDA",
 }
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------- worker helpers
-class PeakMemory:
-    """Peak memory of a block: host RSS sampled by a thread (psutil), ru_maxrss growth, CUDA peak.
-
-    ``rss_peak_mib`` is the highest RSS seen during the block minus the RSS when it started
-    (what the stage needed on top of what was already resident); ``maxrss_growth_mib`` is the
-    growth of the process's high-water mark (0 when an earlier stage already went higher).
-    """
-
-    def __init__(self, cuda: bool, interval_s: float = 0.002) -> None:
-        self.cuda = cuda
-        self.interval_s = interval_s
-        self.result: dict[str, float] = {}
-        try:
-            import psutil
-
-            self._process = psutil.Process()
-        except ImportError:  # ru_maxrss only
-            self._process = None
-
-    def _rss(self) -> int:
-        return self._process.memory_info().rss if self._process is not None else 0
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self._rss())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> PeakMemory:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._cuda_start = torch.cuda.memory_allocated()
-        self._maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        self._start = self._peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        if self._process is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            self.result["cuda_peak_mib"] = (torch.cuda.max_memory_allocated() - self._cuda_start) / 2**20
-        self._stop.set()
-        if self._process is not None:
-            self._thread.join()
-            self._peak = max(self._peak, self._rss())
-            self.result["rss_peak_mib"] = (self._peak - self._start) / 2**20
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.result["maxrss_growth_mib"] = (maxrss - self._maxrss) / 1024
-        self.result["maxrss_mib"] = maxrss / 1024
-
-
-def stats_ms(samples_s: list[float]) -> dict[str, Any]:
-    ms = [s * 1000.0 for s in samples_s]
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "n": len(ms),
-            "samples_ms": [round(x, 3) for x in ms]}
-
-
-class Bench:
-    """Runs one preset; everything it measures lands in ``self.result``."""
-
-    def __init__(self, preset: str, quick: bool) -> None:
-        import torch
-
-        self.torch = torch
-        self.preset = preset
-        self.quick = quick
-        self.cuda = torch.cuda.is_available()
-        self.device = torch.device("cuda" if self.cuda else "cpu")
-        self.reps = 2 if quick else 7
-        self.budget_s = 1.5 if quick else 12.0  # per measured stage, after its first run
-        self.result: dict[str, Any] = {"preset": preset, "memory_mib": {}, "latency_ms": {}}
-        self.t0 = time.perf_counter()
-
-    # ------------------------------------------------------------------ plumbing
-    def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize()
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.cuda:
-            return self.torch.autocast("cuda", dtype=self.torch.float16)
-        return contextlib.nullcontext()
-
-    def timed(self, fn: Any) -> tuple[Any, float]:
-        """Runs ``fn``; returns its output and wall seconds (``self.last_cpu``: process CPU seconds)."""
-        self.sync()
-        start, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        self.sync()
-        self.last_cpu = time.process_time() - cpu
-        return out, time.perf_counter() - start
-
-    def measure(self, name: str, fn: Any, *, reps: int | None = None, budget_s: float | None = None,
-                count_flops: bool = False, first_is_sample: bool = False, on_device: bool = True) -> Any:
-        """First run (warm-up) under the memory sampler (and FLOP counter); then timed repeats.
-
-        The timed repeats stop after ``reps`` or once ``budget_s`` is spent (at least one).
-        ``first_is_sample`` also keeps the warm-up run as a sample (for costly stages);
-        ``on_device=False`` marks a host-only stage (host RSS even on CUDA).
-        """
-        from torch.utils.flop_counter import FlopCounterMode
-
-        reps = self.reps if reps is None else reps
-        budget_s = self.budget_s if budget_s is None else budget_s
-        with contextlib.ExitStack() as stack:
-            if count_flops:
-                # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad
-                # (the fine-tuned speech encoder's weights); under inference_mode that fails, so the
-                # warm-up run that counts FLOPs runs under plain no_grad.
-                stack.enter_context(self.torch.inference_mode(False))
-                stack.enter_context(self.torch.no_grad())
-                counter = stack.enter_context(FlopCounterMode(display=False))
-            memory = stack.enter_context(PeakMemory(self.cuda and on_device))
-            out, first = self.timed(fn)
-        self.result["memory_mib"][name] = memory.result
-        if count_flops:
-            self.result.setdefault("flops", {})[name] = {"gflop": counter.get_total_flops() / 1e9}
-        samples = [first] if first_is_sample else []
-        cpu = [self.last_cpu / first] if first_is_sample else []
-        start = time.perf_counter()
-        while len(samples) < reps and (not samples or time.perf_counter() - start < budget_s):
-            out, seconds = self.timed(fn)
-            samples.append(seconds)
-            cpu.append(self.last_cpu / seconds)
-        stats = stats_ms(samples)
-        stats["first_ms"] = first * 1000.0
-        stats["cpu_util"] = statistics.median(cpu)  # CPU-seconds per wall-second (contention shows up here)
-        log(f"[{self.preset}] {name}: {stats['median_ms']:.1f} ms (median of {stats['n']}, first {first * 1000:.0f} ms)")
-        return out, stats
-
-    # ------------------------------------------------------------------ building
-    def build_model(self) -> Any:
-        from gia_mic import GiaMicConfig, GiaMicForEmotionRecognition
-
-        self.torch.manual_seed(0)
-        if self.preset == "tiny":
-            config = GiaMicConfig.from_preset("tiny")
-        else:
-            config = GiaMicConfig.from_preset("base", video_encoder=None, audio_encoder=None, text_encoder=None,
-                                              encoder_configs=BASE_ENCODER_CONFIGS)
-        with PeakMemory(self.cuda) as memory:
-            start = time.perf_counter()
-            model = GiaMicForEmotionRecognition.from_config(config).eval().to(self.device)
-            build_s = time.perf_counter() - start
-        self.result["memory_mib"]["model_build"] = memory.result
-        self.result["build_s"] = build_s
-        enc = model.encoders
-        self.result["encoders"] = {
-            "video": {k: config.encoder_configs["video"].get(k) for k in
-                      ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
-                       "projection_dim")},
-            "audio": {k: config.encoder_configs["audio"].get(k) for k in
-                      ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "feat_extract_norm")},
-            "text": {k: config.encoder_configs["text"].get(k) for k in
-                     ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")},
-            "audio_per_sample": bool(enc["audio"].per_sample),
-        }
-        self.result["fusion_config"] = {"hidden_size": config.hidden_size, "num_heads": config.num_heads,
-                                        "num_frames": config.num_frames}
-        self.result["params"] = param_counts(model)
-        log(f"[{self.preset}] built in {build_s:.1f} s: {self.result['params']['total']['total'] / 1e6:.1f} M parameters; "
-            f"audio encoder per-sample: {enc['audio'].per_sample}")
-        return model
-
-    def build_asr(self) -> Any:
-        import whisper
-        from whisper.model import ModelDimensions, Whisper
-
-        from gia_mic.asr import WhisperTranscriber
-
-        self.torch.manual_seed(0)
-        model = Whisper(ModelDimensions(**WHISPER_TINY_DIMS)).eval().to(self.device)
-        # No temperature fallback (WhisperTranscriber decodes at temperature 0 only) and a token cap:
-        # random weights never emit end-of-text, so each 30-s window would decode n_text_ctx / 2 tokens.
-        model.transcribe = functools.partial(whisper.transcribe, model, sample_len=ASR_SAMPLE_LEN)
-        self.result["asr"] = {
-            "label": "ASR (whisper-tiny dims, random weights)",
-            "dims": WHISPER_TINY_DIMS, "params": sum(p.numel() for p in model.parameters()),
-            "sample_len": ASR_SAMPLE_LEN, "temperature": 0.0,
-        }
-        return WhisperTranscriber(model, device=self.device)
-
-    # ------------------------------------------------------------------ the run
-    def run(self) -> dict[str, Any]:
-        import torch
-
-        from gia_mic.encoders import EncoderOutput
-        from tests.clips import make_clip
-
-        torch.set_grad_enabled(False)
-        self.result["torch_threads"] = torch.get_num_threads()
-        self.result["loadavg_start"] = list(os.getloadavg())
-        model = self.build_model()
-        processor = model.processor
-        transcriber = self.build_asr()
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = make_clip(Path(tmp) / "clip.mp4", seconds=CLIP_SECONDS, fps=CLIP_FPS, size=CLIP_SIZE)
-            clip, lat = self.measure("decode", lambda: processor.decode(path), on_device=False)
-            self.result["latency_ms"]["decode"] = lat
-            transcript, lat = self.measure("asr", lambda: transcriber.transcribe(clip.audio),
-                                           reps=3 if not self.quick else 1, first_is_sample=self.quick)
-            self.result["latency_ms"]["asr"] = lat
-            self.result["asr"]["output_chars"] = len(transcript.text or "")
-            self.result["asr"]["source"] = transcript.source
-            if transcript.text is None:
-                raise RuntimeError(f"ASR produced no text: {transcript.reason}")
-            inputs, lat = self.measure("preprocess", lambda: processor(frames=[clip.frames], audio=[clip.audio],
-                                                                       text=[TRANSCRIPT]), on_device=False)
-            self.result["latency_ms"]["preprocess"] = lat
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            encoded = self.latency_model_stages(model, inputs)
-            self.result["tokens"] = {m: int(e.mask.sum()) for m, e in encoded.items()}
-            self.matmul()
-            self.throughput(model, processor, clip, EncoderOutput)
-            if not self.quick:
-                self.pipeline_check(model, transcriber, path)
-        self.summarise()
-        self.result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.result["loadavg_end"] = list(os.getloadavg())
-        self.result["wall_s"] = time.perf_counter() - self.t0
-        return self.result
-
-    def latency_model_stages(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-        groups = {"video": ("pixel_values",), "audio": ("audio_values", "audio_attention_mask"),
-                  "text": ("input_ids", "text_attention_mask")}
-        encoded = {}
-        with self.torch.inference_mode(), self.autocast():
-            for m, keys in groups.items():
-                out, lat = self.measure(f"encoder_{m}", lambda m=m, keys=keys: model.encode(**{k: inputs[k] for k in keys})[m],
-                                        count_flops=True)
-                self.result["latency_ms"][f"encoder_{m}"] = lat
-                encoded[m] = out
-            _, lat = self.measure("fusion", lambda: model.fuse(encoded), count_flops=True)
-            self.result["latency_ms"]["fusion"] = lat
-        return encoded
-
-    def matmul(self) -> None:
-        torch = self.torch
-        n, dtype = (4096, torch.float16) if self.cuda else (2048, torch.float32)
-        a = torch.randn(n, n, device=self.device, dtype=dtype)
-        b = torch.randn(n, n, device=self.device, dtype=dtype)
-        reps = 5 if self.quick else 15
-        with torch.inference_mode():
-            self.timed(lambda: a @ b)
-            samples = [self.timed(lambda: a @ b)[1] for _ in range(reps)]
-        median = statistics.median(samples)
-        self.result["matmul"] = {"n": n, "dtype": str(dtype).replace("torch.", ""), "reps": reps,
-                                 "median_ms": median * 1000, "gflop_per_s": 2 * n**3 / median / 1e9}
-        log(f"[{self.preset}] dense {n}x{n} {dtype} matmul: {self.result['matmul']['gflop_per_s']:.0f} GFLOP/s")
-
-    def throughput(self, model: Any, processor: Any, clip: Any, encoder_output: Any) -> None:
-        """Encoders + fusion over B copies of one pre-decoded clip (audio cut to THROUGHPUT_SECONDS)."""
-        torch = self.torch
-        samples_audio = int(THROUGHPUT_SECONDS * processor.config.sample_rate)
-        start = time.perf_counter()
-        one = processor(frames=[clip.frames], audio=[clip.audio[:samples_audio]], text=[TRANSCRIPT])
-        preprocess_s = time.perf_counter() - start
-        one = {k: v.to(self.device) for k, v in one.items() if k != "modality_mask"}
-        results = {}
-        for batch in BATCH_SIZES:
-            # B copies of the processed clip (what the processor would give for B identical clips).
-            inputs = {k: v.expand(batch, *v.shape[1:]).contiguous() for k, v in one.items()}
-            budget = 1.0 if self.quick else 25.0
-            runs: list[tuple[float, float]] = []
-            cpu: list[float] = []
-            memory = None
-            loop_start = time.perf_counter()
-            with torch.inference_mode(), self.autocast():
-                while len(runs) < self.reps and (not runs or time.perf_counter() - loop_start < budget):
-                    # The first pass at a batch size runs under the memory sampler and counts as a sample
-                    # (no separate warm-up: the model is warm from the batch-1 stages; base at B=32 is slow).
-                    sampler = PeakMemory(self.cuda) if memory is None else contextlib.nullcontext()
-                    with sampler:
-                        encoded, enc_s = self.timed(functools.partial(model.encode, **inputs))
-                        enc_cpu = self.last_cpu
-                        _, fuse_s = self.timed(functools.partial(model.fuse, encoded))
-                        cpu.append((enc_cpu + self.last_cpu) / (enc_s + fuse_s))
-                    if memory is None:
-                        memory = sampler.result
-                    runs.append((enc_s, fuse_s))
-            per_clip_fusion_s = None
-            if batch > 1:  # EmotionRecognizer.batch fuses clip by clip (classify); one pass of that
-                with torch.inference_mode(), self.autocast():
-                    singles = [{m: encoder_output(e.features[i : i + 1], e.mask[i : i + 1]) for m, e in encoded.items()}
-                               for i in range(batch)]
-                    _, per_clip_fusion_s = self.timed(lambda singles=singles: [model.fuse(one) for one in singles])
-            totals = [e + f for e, f in runs]
-            median_total = statistics.median(totals)
-            enc_med = statistics.median(e for e, _ in runs)
-            fuse_med = statistics.median(f for _, f in runs)
-            results[str(batch)] = {
-                "clips_per_s": batch / median_total, "median_ms": median_total * 1000, "n": len(runs),
-                "encoders_ms": enc_med * 1000, "fusion_ms": fuse_med * 1000,
-                "fusion_over_encoders": fuse_med / enc_med, "preprocess_ms_per_clip": preprocess_s * 1000,
-                "samples_ms": [round(t * 1000, 1) for t in totals], "memory_mib": memory,
-                "cpu_util": statistics.median(cpu),
-                "fusion_clip_by_clip_ms": None if per_clip_fusion_s is None else per_clip_fusion_s * 1000,
-            }
-            log(f"[{self.preset}] batch {batch}: {batch / median_total:.2f} clips/s (median of {len(runs)}; "
-                f"fusion/encoders {fuse_med / enc_med:.1%})")
-        self.result["throughput"] = {"clip_seconds": THROUGHPUT_SECONDS, "batches": results}
-
-    def pipeline_check(self, model: Any, transcriber: Any, path: Path) -> None:
-        """One end-to-end ``EmotionRecognizer`` call; its own ``timings_ms`` cross-check the stages."""
-        from gia_mic.pipeline import EmotionRecognizer
-
-        recognizer = EmotionRecognizer(model, transcriber=transcriber, device=self.device)
-        start = time.perf_counter()
-        prediction = recognizer.classify(recognizer.prepare(video=path), explain=False)
-        wall = time.perf_counter() - start
-        self.result["pipeline_check"] = {"wall_ms": wall * 1000,
-                                         "timings_ms": {k: round(v, 2) for k, v in prediction.timings_ms.items()},
-                                         "modalities_used": prediction.modalities_used}
-        log(f"[{self.preset}] EmotionRecognizer end to end: {wall * 1000:.0f} ms {self.result['pipeline_check']['timings_ms']}")
-
-    def summarise(self) -> None:
-        lat = self.result["latency_ms"]
-        enc_ms = sum(lat[f"encoder_{m}"]["median_ms"] for m in ("video", "audio", "text"))
-        fuse_ms = lat["fusion"]["median_ms"]
-        ratio = fuse_ms / enc_ms
-        self.result["encoders_ms"] = enc_ms
-        self.result["total_ms"] = sum(lat[s]["median_ms"] for s in STAGES)
-        self.result["fusion_over_encoders"] = ratio
-        self.result["fusion_target"] = FUSION_TARGET
-        self.result["fusion_target_met"] = ratio < FUSION_TARGET
-        peak = self.result["matmul"]["gflop_per_s"]
-        flops = self.result["flops"]
-        for name, entry in flops.items():
-            seconds = lat[name]["median_ms"] / 1000
-            entry["gflop_per_s"] = entry["gflop"] / seconds
-            entry["fraction_of_matmul"] = entry["gflop_per_s"] / peak
-        enc_gflop = sum(flops[f"encoder_{m}"]["gflop"] for m in ("video", "audio", "text"))
-        flops["encoders"] = {"gflop": enc_gflop, "gflop_per_s": enc_gflop / (enc_ms / 1000),
-                             "fraction_of_matmul": enc_gflop / (enc_ms / 1000) / peak}
-        for batch, entry in self.result["throughput"]["batches"].items():
-            achieved = enc_gflop * int(batch) / (entry["encoders_ms"] / 1000)
-            entry["encoder_gflop_per_s"] = achieved  # FLOPs of the 5-s clip: audio is cut to 3 s here (upper bound)
-        self.result["throughput"]["note"] = (
-            "encoder_gflop_per_s scales the batch-1 FLOP count of the 5-s clip; the throughput clips have "
-            f"{THROUGHPUT_SECONDS:g}-s audio, so the audio share is slightly overstated")
-
-
-def param_counts(model: Any) -> dict[str, dict[str, int]]:
-    """Parameters per stage (shared parameters counted once), trainable vs frozen."""
-    counts: dict[str, dict[str, int]] = {}
-    for name, p in model.named_parameters():
-        parts = name.split(".")
-        group = f"encoder_{parts[1]}" if parts[0] == "encoders" else parts[0]
-        entry = counts.setdefault(group, {"total": 0, "trainable": 0, "frozen": 0})
-        entry["total"] += p.numel()
-        entry["trainable" if p.requires_grad else "frozen"] += p.numel()
-    total = {k: sum(c[k] for c in counts.values()) for k in ("total", "trainable", "frozen")}
-    ordered = {g: counts[g] for g in PARAM_GROUPS if g in counts}
-    ordered.update({g: c for g, c in counts.items() if g not in ordered})  # anything unexpected
-    ordered["fusion_total"] = {k: sum(c[k] for g, c in ordered.items() if not g.startswith("encoder_"))
-                               for k in ("total", "trainable", "frozen")}
-    ordered["total"] = total
-    return ordered
-
-
-def worker(preset: str, quick: bool, out: Path, threads: int | None) -> None:
-    sys.path.insert(0, str(ROOT))
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask.*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import torch
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    if threads:
-        torch.set_num_threads(threads)
-    result = Bench(preset, quick).run()
-    result["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                          "python": platform.python_version()}
-    result["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip the slow interpreter teardown of torch & co (seconds on a busy machine)
-
-
-# ---------------------------------------------------------------------------------------------- parent
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"logical_cpus": os.cpu_count(), "platform": platform.platform()}
-    with contextlib.suppress(AttributeError):
-        info["usable_cpus"] = len(os.sched_getaffinity(0))
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    info["cpu_model"] = fields.get("model name", platform.processor() or "unknown")
-    info["cpu_family_model"] = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
-    flags = set(fields.get("flags", "").split())
-    info["cpu_flags"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"})
-    with contextlib.suppress(OSError, ValueError):
-        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal"))
-        info["memory_gib"] = round(kib / 2**20, 1)
-    return info
-
-
-def fmt(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}"
-
-
-def peak(memory: dict[str, float]) -> float:
-    """The peak a stage added: CUDA when measured there, else sampled RSS, else ru_maxrss growth."""
-    for key in ("cuda_peak_mib", "rss_peak_mib", "maxrss_growth_mib"):
-        if key in memory:
-            return memory[key]
-    return 0.0
-
-
-def markdown(report: dict[str, Any]) -> str:
-    presets = list(report["presets"])
-    res = [report["presets"][p] for p in presets]
-    rows: list[tuple[str, list[str]]] = []
-
-    def section(title: str) -> None:
-        rows.append((f"**{title}**", ["" for _ in res]))
-
-    def row(label: str, values: list[str]) -> None:
-        rows.append((label, values))
-
-    def mparams(entry: dict[str, int]) -> str:
-        total, trainable = entry["total"] / 1e6, entry["trainable"] / 1e6
-        return f"{total:.2f} M" if trainable == total else f"{total:.2f} M ({trainable:.2f} M trainable)"
-
-    section("Parameters (random init)")
-    names = {"encoder_video": "video encoder", "encoder_audio": "audio encoder", "encoder_text": "text encoder",
-             "projections": "projections", "placeholders": "placeholders", "feature_extractors": "feature extractors",
-             "gia": "GIA (6 directions)", "mig": "MIG (3)", "classifier": "classifier",
-             "fusion_total": "fusion total", "total": "total"}
-    for key, label in names.items():
-        row(label, [mparams(r["params"][key]) if key in r["params"] else "-" for r in res])
-    row("ASR (whisper-tiny dims)", [f"{r['asr']['params'] / 1e6:.2f} M" for r in res])
-
-    section(f"Latency, one {CLIP_SECONDS:g}-s clip (ms, median)")
-    for stage in STAGES:
-        row(STAGE_LABELS[stage], [f"{fmt(r['latency_ms'][stage]['median_ms'])} (n={r['latency_ms'][stage]['n']})"
-                                  for r in res])
-    row("total", [fmt(r["total_ms"]) for r in res])
-    row("CPU-s per wall-s in encoders (2 = both cores)",
-        [f"{statistics.median(r['latency_ms'][f'encoder_{m}']['cpu_util'] for m in ('video', 'audio', 'text')):.2f}"
-         for r in res])
-    row("fusion / encoders (target < 5 %)",
-        [f"{r['fusion_over_encoders']:.1%} {'met' if r['fusion_target_met'] else 'NOT met'}" for r in res])
-
-    section(f"Throughput, encoders + fusion ({THROUGHPUT_SECONDS:g}-s clips, pre-decoded)")
-    for batch in BATCH_SIZES:
-        cells = []
-        for r in res:
-            e = r["throughput"]["batches"][str(batch)]
-            cells.append(f"{e['clips_per_s']:.2f} clips/s (fusion {e['fusion_over_encoders']:.1%}, n={e['n']})")
-        row(f"batch {batch}", cells)
-
-    last = str(BATCH_SIZES[-1])
-    row(f"batch {last} fusion: batched / clip by clip (ms)",
-        [f"{fmt(r['throughput']['batches'][last]['fusion_ms'])} / "
-         f"{fmt(r['throughput']['batches'][last]['fusion_clip_by_clip_ms'])}" for r in res])
-
-    section("Peak memory (RSS above the stage's start, MiB)")
-    for key, label in (("model_build", "model build (weights)"), ("decode", "decode"), ("asr", "ASR"),
-                       ("preprocess", "preprocess"), ("encoder_video", "video encoder"),
-                       ("encoder_audio", "audio encoder"), ("encoder_text", "text encoder"),
-                       ("fusion", "fusion + classifier")):
-        row(label, [fmt(peak(r["memory_mib"][key])) for r in res])
-    row(f"batch {BATCH_SIZES[-1]} encoders + fusion",
-        [fmt(peak(r["throughput"]["batches"][str(BATCH_SIZES[-1])]["memory_mib"])) for r in res])
-    row("process peak (ru_maxrss)", [fmt(r["peak_rss_mib"]) for r in res])
-
-    section("Compute (FlopCounterMode, batch 1)")
-    for key, label in (("encoder_video", "video encoder"), ("encoder_audio", "audio encoder"),
-                       ("encoder_text", "text encoder"), ("encoders", "encoders"), ("fusion", "fusion + classifier")):
-        cells = []
-        for r in res:
-            f = r["flops"][key]
-            cells.append(f"{f['gflop']:.3g} GFLOP, {f['gflop_per_s']:.3g} GFLOP/s ({f['fraction_of_matmul']:.1%})")
-        row(label, cells)
-    row(f"encoders at batch {BATCH_SIZES[-1]}",
-        [f"{r['throughput']['batches'][str(BATCH_SIZES[-1])]['encoder_gflop_per_s']:.1f} GFLOP/s" for r in res])
-    row("dense matmul reference",
-        [f"{r['matmul']['gflop_per_s']:.1f} GFLOP/s ({r['matmul']['n']}² {r['matmul']['dtype']})" for r in res])
-
-    header = "| | " + " | ".join(presets) + " |\n|---|" + "---|" * len(presets) + "\n"
-    return header + "\n".join(f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows) + "\n"
-
-
-def findings(report: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, r in report["presets"].items():
-        verdict = "meets" if r["fusion_target_met"] else "does NOT meet"
-        slowest = max(STAGES, key=lambda s: r["latency_ms"][s]["median_ms"])
-        lines.append(f"{name}: fusion+classifier is {r['fusion_over_encoders']:.1%} of encoder time "
-                     f"({verdict} the < {FUSION_TARGET:.0%} target); slowest stage: {STAGE_LABELS[slowest]} "
-                     f"({r['latency_ms'][slowest]['median_ms']:.0f} ms)")
-        flops = r["flops"]
-        lines.append(f"{name}: fusion+classifier is {flops['fusion']['gflop'] / flops['encoders']['gflop']:.1%} of encoder "
-                     f"FLOPs and ran at {flops['fusion']['gflop_per_s']:.3g} GFLOP/s vs {flops['encoders']['gflop_per_s']:.3g} "
-                     f"for the encoders (dense matmul: {r['matmul']['gflop_per_s']:.3g})")
-        last = r["throughput"]["batches"][str(BATCH_SIZES[-1])]
-        lines.append(f"{name}: at batch {BATCH_SIZES[-1]}, fusing clip by clip (as EmotionRecognizer.batch -> classify "
-                     f"does) took {last['fusion_clip_by_clip_ms']:.0f} ms vs {last['fusion_ms']:.0f} ms batched")
-        util = statistics.median(r["latency_ms"][f"encoder_{m}"]["cpu_util"] for m in ("video", "audio", "text"))
-        if util < 0.75 * r["torch_threads"]:
-            lines.append(f"{name}: the encoders got {util:.2f} CPU-s per wall-s with {r['torch_threads']} threads: "
-                         "the machine was busy, absolute times are inflated (ratios less so)")
-        if r["encoders"]["audio_per_sample"]:
-            lines.append(f"{name}: the audio encoder has a group-norm feature encoder (feat_extract_norm="
-                         f"{r['encoders']['audio']['feat_extract_norm']!r}), so AudioEncoder.per_sample runs it one "
-                         "sample at a time: batching does not speed the speech encoder up")
-    return lines
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -627,52 +70,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.worker, args.quick, args.worker_out, args.threads)
-        return 0
-
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in presets if p not in PRESETS]
-    if unknown or not presets:
+    args.preset_list = [p.strip() for p in args.presets.split(",") if p.strip()]
+    if not args.worker and (not args.preset_list or any(p not in PRESETS for p in args.preset_list)):
         parser.error(f"--presets: choose from {', '.join(PRESETS)} (got {args.presets!r}); "
                      "the paper preset needs downloaded encoders")
-    command = "benchmarks/inference.py" + (f" --json {args.json}" if args.json else "") + \
-        f" --presets {','.join(presets)}" + (" --quick" if args.quick else "") + \
-        (f" --threads {args.threads}" if args.threads else "")
-    report: dict[str, Any] = {
-        "schema": 1, "command": command, "quick": args.quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-        "settings": {
-            "clip": {"seconds": CLIP_SECONDS, "size": list(CLIP_SIZE), "fps": CLIP_FPS, "writer": "tests.clips.make_clip"},
-            "transcript_for_text_encoder": TRANSCRIPT,
-            "throughput_clip_seconds": THROUGHPUT_SECONDS, "batch_sizes": list(BATCH_SIZES),
-            "fusion_target": FUSION_TARGET, "timing": "median of repeats after a warm-up run; noisy on a shared machine",
-            "memory": "rss_peak_mib: peak RSS (psutil, sampled every 2 ms) minus RSS at the stage's start, "
-                      "in a fresh subprocess per preset; maxrss_growth_mib: ru_maxrss growth; cuda_peak_mib on CUDA",
-        },
-        "presets": {},
-    }
-    report["machine"]["loadavg_start"] = list(os.getloadavg())
+    return args
+
+
+def run_worker(preset: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """One preset in a fresh subprocess (``--worker``), so its peak-memory figures start clean."""
+    out = folder / f"{preset}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", preset, "--worker-out", str(out)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--threads", str(args.threads)] if args.threads else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    log(f"== {preset}: fresh subprocess")
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def build_report(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs every preset and assembles the report (machine, settings, per-preset results, findings)."""
+    command = "benchmarks/inference.py" + (f" --json {args.json}" if args.json else "") + \
+        f" --presets {','.join(args.preset_list)}" + (" --quick" if args.quick else "") + \
+        (f" --threads {args.threads}" if args.threads else "")
+    report: dict[str, Any] = {"schema": 1, "command": command, "quick": args.quick,
+                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                              "settings": SETTINGS, "presets": {}}
+    report["machine"]["loadavg_start"] = list(os.getloadavg())
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in presets:
-            out = Path(tmp) / f"{preset}.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", preset, "--worker-out", str(out)]
-            if args.quick:
-                cmd.append("--quick")
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
-            log(f"== {preset}: fresh subprocess")
-            subprocess.run(cmd, check=True, cwd=ROOT, env=env)
-            result = json.loads(out.read_text(encoding="utf-8"))
-            report["presets"][preset] = result
+        for preset in args.preset_list:
+            report["presets"][preset] = run_worker(preset, args, Path(tmp))
     report["machine"]["loadavg_end"] = list(os.getloadavg())
     report["wall_s"] = time.perf_counter() - start
     first = next(iter(report["presets"].values()))
     report["machine"].update(torch_threads=first["torch_threads"], device=first["device"], **first["versions"])
     report["findings"] = findings(report)
+    return report
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.quick, args.worker_out, args.threads)
+        return 0
+    report = build_report(args)
     m = report["machine"]
     print(f"\nGIA-MIC inference benchmark: {m['device']} | {m['cpu_model']} ({m['cpu_family_model']}), "
           f"{m['logical_cpus']} logical CPUs, torch {m['torch']} with {m['torch_threads']} threads"

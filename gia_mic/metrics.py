@@ -1,7 +1,8 @@
-"""Emotion-recognition metrics: WA, UA, macro-F1, per-class recall, confusion matrix."""
+"""Emotion-recognition metrics: WA, UA, macro-F1, per-class recall, confusion matrix (scikit-learn)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,29 +19,27 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     Returns:
         ``{"n", "wa", "ua", "macro_f1", "per_class_recall", "confusion", "labels"}``;
         ``confusion[i][j]`` counts true class i predicted as j. Classes absent from
-        ``y_true`` are left out of UA and macro-F1 (their recall is ``None``).
+        ``y_true`` are left out of UA and macro-F1 (their recall is ``None``); with no
+        samples, WA, UA and macro-F1 are NaN.
     """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
-    k = len(labels)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(y_true, y_pred):
-        confusion[int(t), int(p)] += 1
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
-    diag = np.diag(confusion)
-    present = support > 0
-    recall = np.where(present, diag / np.maximum(support, 1), np.nan)
-    precision = np.where(predicted > 0, diag / np.maximum(predicted, 1), 0.0)
-    f1 = np.where(precision + np.nan_to_num(recall) > 0,
-                  2 * precision * np.nan_to_num(recall) / np.maximum(precision + np.nan_to_num(recall), 1e-12), 0.0)
-    n = int(confusion.sum())
-    return {
-        "n": n,
-        "wa": float(diag.sum() / n) if n else float("nan"),
-        "ua": float(np.nanmean(recall)) if present.any() else float("nan"),
-        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-        "per_class_recall": {labels[i]: (None if np.isnan(recall[i]) else float(recall[i])) for i in range(k)},
-        "confusion": confusion.tolist(),
-        "labels": list(labels),
-    }
+    classes = list(range(len(labels)))
+    report = {"n": len(y_true), "wa": float("nan"), "ua": float("nan"), "macro_f1": float("nan"),
+              "per_class_recall": dict.fromkeys(labels), "confusion": np.zeros((len(labels),) * 2, int).tolist(),
+              "labels": list(labels)}
+    if not len(y_true):
+        return report
+    present = sorted(set(y_true))
+    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": left out of UA, as documented
+        warnings.simplefilter("ignore", UserWarning)
+        report["ua"] = float(balanced_accuracy_score(y_true, y_pred))
+    report.update(
+        wa=float(accuracy_score(y_true, y_pred)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        per_class_recall={label: float(recall[i]) if i in present else None for i, label in enumerate(labels)},
+        confusion=confusion_matrix(y_true, y_pred, labels=classes).tolist())
+    return report

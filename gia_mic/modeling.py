@@ -65,9 +65,21 @@ class GiaMicOutput:
     modality_mask: torch.Tensor | None = None
 
 
+SAVED_CARD = """---
+{{ card_data }}
+---
+
+# GIA-MIC checkpoint
+
+A [GIA-MIC](https://arxiv.org/abs/2506.00865) emotion recognition model saved with `save_pretrained`.
+Labels, in logit order: {{ labels | join(", ") }}; inputs: {{ modalities | join(", ") }}.
+This card records no training data and no results; checkpoints written by `python -m train` carry the full card.
+"""
+
+
 class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mic",
                                   tags=["emotion-recognition", "multimodal", "arxiv:2506.00865"],
-                                  repo_url="https://github.com/gia-mic/gia-mic"):
+                                  model_card_template=SAVED_CARD):
     """The full model. Build with ``from_config`` (pretrained encoders) or load a checkpoint.
 
     Args:
@@ -300,7 +312,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             config: Ignored (the model's own config is always written); kept for the mixin.
             repo_id: Hub repo for ``push_to_hub``.
             push_to_hub: Also upload to ``repo_id``.
-            model_card_kwargs: Passed to the mixin's default card when no README exists.
+            model_card_kwargs: Passed to ``SAVED_CARD`` (a minimal card, written when no README exists).
             **push_to_hub_kwargs: Passed to ``push_to_hub``.
         """
         from gia_mic.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_weights, write_directory
@@ -314,7 +326,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         save_directory = Path(save_directory)
         write_directory(save_directory, write)
         if not (save_directory / "README.md").exists():
-            self.generate_model_card(**(model_card_kwargs or {})).save(save_directory / "README.md")
+            self.generate_model_card(labels=self.config.labels, modalities=self.config.modalities,
+                                     **(model_card_kwargs or {})).save(save_directory / "README.md")
         if push_to_hub:
             return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
                                     **push_to_hub_kwargs)

@@ -68,9 +68,16 @@ def _default_component(modality: str, config: GiaMicConfig) -> Any:
         from transformers import Wav2Vec2FeatureExtractor
 
         return Wav2Vec2FeatureExtractor(sampling_rate=config.sample_rate, do_normalize=True, return_attention_mask=True)
-    from gia_mic.tokenizers import byte_level_bpe_tokenizer
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import RobertaTokenizerFast
 
-    return byte_level_bpe_tokenizer()
+    # A byte-level tokenizer built in code (one id per byte, no merges, RoBERTa's special ids):
+    # encoders built from a carried config have no vocabulary to go with them, and a debug model
+    # needs no file or download.
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    vocab.update({char: i + 4 for i, char in enumerate(sorted(ByteLevel.alphabet()))})
+    vocab["<mask>"] = len(vocab)
+    return RobertaTokenizerFast(vocab=vocab, merges=[], model_max_length=512)
 
 
 def _hub_component(modality: str, source: str, revision: str) -> Any:

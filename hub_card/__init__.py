@@ -7,8 +7,8 @@
 CLI: ``python -m hub_card render --model-dir DIR [--results R] [--train-config T] --out README.md``.
 """
 
-from hub_card.render import KNOWN_DATASETS, build_context, model_index, pipeline_tag, render_model_card
+from hub_card.render import KNOWN_DATASETS, build_context, fold_key, model_index, pipeline_tag, render_model_card
 from hub_card.validate import CardError, check_card
 
-__all__ = ["KNOWN_DATASETS", "CardError", "build_context", "check_card", "model_index", "pipeline_tag",
+__all__ = ["KNOWN_DATASETS", "CardError", "build_context", "check_card", "fold_key", "model_index", "pipeline_tag",
            "render_model_card"]

@@ -55,6 +55,11 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
+def front_matter_yaml(data: dict[str, Any]) -> str:
+    """YAML front matter of a card or Space README: keys in order, no anchors, Unicode kept."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
 def pipeline_tag(modalities: list[str]) -> str:
     """The Hub task that best names a checkpoint trained with ``modalities``."""
     for m in ("video", "audio", "text"):
@@ -88,8 +93,11 @@ def _dataset_entries(train_config: dict, extra: dict) -> list[dict[str, Any]]:
     return entries
 
 
-def _fold_key(fold: object) -> tuple:
-    """Natural order of fold names (``"2"`` before ``"10"``)."""
+def fold_key(fold: object) -> tuple:
+    """Natural order of fold names (``"2"`` before ``"10"``; numbers before names).
+
+    The trainer (``train.data.make_folds``) and ``train.publish`` order folds with it too.
+    """
     return (0, int(fold), "") if str(fold).isdigit() else (1, 0, str(fold))
 
 
@@ -100,7 +108,7 @@ def _rows(items: object, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def _folds(results: dict) -> list[dict[str, Any]]:
     folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall"))
-    return sorted(folds, key=lambda f: _fold_key(f["fold"]))
+    return sorted(folds, key=lambda f: fold_key(f["fold"]))
 
 
 def _protocol(train_config: dict, results: dict, datasets: list[dict], extra: dict) -> str | None:
@@ -248,7 +256,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
     optim = {k: v for k, v in optim.items() if isinstance(v, (int, float, str, bool))}
     data = train_config.get("data") or {}
     return {
-        "front_matter": yaml.dump(front, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True),
+        "front_matter": front_matter_yaml(front),
         "name": name, "repo_id": repo_id or "ORG/NAME", "labels": labels, "modalities": modalities,
         "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
         "split": data.get("split"), "label_map": _label_map(data), "license": license_id,
@@ -262,6 +270,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "notes": [str(n) for n in extra.get("notes") or []],
         "limitations": [str(n) for n in extra.get("limitations") or []],
         "license_notes": [str(n) for n in extra.get("license_notes") or []],
+        "details": extra.get("details") or {},
         "acted": any(d["acted"] for d in datasets), "synthetic": any(d["synthetic"] for d in datasets),
         "real_data": any(not d["synthetic"] for d in datasets),
     }
@@ -276,16 +285,21 @@ def _md(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _oneline(text: str) -> str:
+    """A paragraph wrapped in a template, as one Markdown line."""
+    return " ".join(str(text).split())
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(pct=_pct, md=_md)
+    env.filters.update(pct=_pct, md=_md, oneline=_oneline)
     return env
 
 
 def render_model_card(model_config: dict, train_config: dict | None = None, results: dict | None = None, *,
-                      repo_id: str | None = None, extra: dict | None = None) -> str:
-    """Renders ``templates/model_card.md.j2`` into a README.md with YAML front matter.
+                      repo_id: str | None = None, extra: dict | None = None, template: str = "model_card.md.j2") -> str:
+    """Renders ``templates/model_card.md.j2`` (or a template extending it) into a README.md with front matter.
 
     Args:
         model_config: The ``GiaMicConfig`` dict (``config.json``).
@@ -299,11 +313,15 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
             ``plots`` (paths in the repo), ``evaluations`` (``[{"data", "modalities", "n",
             "wa", "ua", "macro_f1"}]``, e.g. from ``gia-mic evaluate``), ``notes`` (Markdown
             bullets on how the model was built), ``limitations`` and ``license_notes`` (extra
-            bullets for those sections).
+            bullets for those sections), ``details`` (plain values for a checkpoint's own
+            template, e.g. ``gia-mic-lite.md.j2``).
+        template: The template in ``templates/``; a checkpoint's own one extends
+            ``model_card.md.j2`` and overrides its ``notes``, ``limitations`` and
+            ``license_notes`` blocks.
 
     Returns:
         The card's text. Sections without data are left out.
     """
-    text = _environment().get_template("model_card.md.j2").render(
+    text = _environment().get_template(template).render(
         **build_context(model_config, train_config, results, repo_id=repo_id, extra=extra))
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

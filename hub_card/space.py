@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from hub_card.render import front_matter_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = Path(__file__).parent / "templates"
 CONFIG = ROOT / "spaces_config.yaml"
@@ -35,11 +37,6 @@ _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 class SpaceError(ValueError):
     """A bad argument or setting; the message says what to fix."""
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: object) -> bool:
-        return True
 
 
 def load_config(path: Path = CONFIG) -> dict[str, Any]:
@@ -76,8 +73,7 @@ def render_readme(config: dict[str, Any], model: str, revision: str, space_id: s
     """Renders ``templates/space_readme.md.j2``."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True)
-    front = yaml.dump(front_matter(config, model, revision), Dumper=_NoAliasDumper, sort_keys=False,
-                      allow_unicode=True)
+    front = front_matter_yaml(front_matter(config, model, revision))
     return env.get_template("space_readme.md.j2").render(front_matter=front, config=config, model=model,
                                                          revision=revision, space_id=space_id)
 

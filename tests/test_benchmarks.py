@@ -1,63 +1,92 @@
-"""benchmarks/inference.py runs end to end on the tiny preset (--quick) and writes a complete JSON."""
+"""benchmarks/inference.py: the --quick run on the tiny preset, its numbers consistent with each other and with
+the model; the report's table over the stored results."""
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from benchmarks.inference_bench import BATCH_SIZES, FUSION_TARGET, STAGES, TRANSCRIPT
+from benchmarks.inference_report import findings, markdown
+
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("decode", "asr", "preprocess", "encoder_video", "encoder_audio", "encoder_text", "fusion")
 
 
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def test_inference_benchmark_quick_tiny(tmp_path):
-    out = tmp_path / "results" / "bench.json"
+@pytest.fixture(scope="module")
+def quick_tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results") / "bench.json"
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "inference.py"), "--presets", "tiny", "--quick", "--threads", "1",
          "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| **Latency" in proc.stdout and "fusion / encoders" in proc.stdout
+    print(f"benchmark --quick on tiny took {time.perf_counter() - start:.1f} s")  # target < 20 s on an idle 2-core machine
+    return proc.stdout, json.loads(out.read_text(encoding="utf-8"))
 
-    report = json.loads(out.read_text(encoding="utf-8"))
+
+def test_parameter_counts_match_the_model(quick_tiny):
+    from tests.conftest import build_tiny
+
+    _, report = quick_tiny
     assert report["quick"] is True and list(report["presets"]) == ["tiny"]
-    assert report["machine"]["cpu_model"] and report["machine"]["logical_cpus"] >= 1
+    params = report["presets"]["tiny"]["params"]
+    model = build_tiny()
+    assert params["total"]["total"] == sum(p.numel() for p in model.parameters())
+    assert params["total"]["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert params["encoder_audio"]["total"] == sum(p.numel() for p in model.encoders["audio"].parameters())
+    groups = {k: v for k, v in params.items() if k not in ("total", "fusion_total")}
+    assert sum(v["total"] for v in groups.values()) == params["total"]["total"]  # shared weights counted once
+    assert params["fusion_total"]["total"] == params["total"]["total"] - sum(
+        v["total"] for k, v in groups.items() if k.startswith("encoder_"))
+
+
+def test_derived_figures_follow_from_the_measured_ones(quick_tiny):
+    _, report = quick_tiny
     r = report["presets"]["tiny"]
-
-    params = r["params"]
-    for group in ("encoder_video", "encoder_audio", "encoder_text", "feature_extractors", "gia", "mig", "classifier",
-                  "total"):
-        assert _positive(params[group]["total"]), group
-        assert params[group]["trainable"] + params[group]["frozen"] == params[group]["total"]
-    assert sum(v["total"] for k, v in params.items() if k not in ("total", "fusion_total")) == params["total"]["total"]
-    assert _positive(r["asr"]["params"]) and r["asr"]["label"] == "ASR (whisper-tiny dims, random weights)"
-
+    lat = {s: r["latency_ms"][s]["median_ms"] for s in STAGES}
+    encoders = sum(lat[f"encoder_{m}"] for m in ("video", "audio", "text"))
+    assert r["total_ms"] == pytest.approx(sum(lat.values())) and r["encoders_ms"] == pytest.approx(encoders)
+    assert r["fusion_over_encoders"] == pytest.approx(lat["fusion"] / encoders)
+    assert r["fusion_target_met"] == (r["fusion_over_encoders"] < FUSION_TARGET)
     for stage in STAGES:
-        assert _positive(r["latency_ms"][stage]["median_ms"]), stage
-        assert r["latency_ms"][stage]["n"] >= 1
-        assert stage in r["memory_mib"]
-    assert _positive(r["total_ms"]) and _positive(r["encoders_ms"])
-    assert _positive(r["fusion_over_encoders"]) and isinstance(r["fusion_target_met"], bool)
+        samples = r["latency_ms"][stage]["samples_ms"]
+        assert r["latency_ms"][stage]["n"] == len(samples)
+        assert min(samples) - 1e-3 <= lat[stage] <= max(samples) + 1e-3  # samples are rounded to 1 us
+    for name in ("encoder_video", "encoder_audio", "encoder_text", "fusion"):
+        flops = r["flops"][name]
+        assert flops["gflop"] > 0 and flops["gflop_per_s"] == pytest.approx(flops["gflop"] / (lat[name] / 1000))
+        assert flops["fraction_of_matmul"] == pytest.approx(flops["gflop_per_s"] / r["matmul"]["gflop_per_s"])
+    assert sorted(r["throughput"]["batches"], key=int) == [str(b) for b in BATCH_SIZES]
+    for batch, entry in r["throughput"]["batches"].items():
+        assert entry["clips_per_s"] == pytest.approx(int(batch) / (entry["median_ms"] / 1000))
+        assert entry["median_ms"] == pytest.approx(entry["encoders_ms"] + entry["fusion_ms"], rel=0.5)
+        assert (entry["fusion_clip_by_clip_ms"] is None) == (batch == "1")
+    assert r["tokens"]["video"] == 8  # the tiny preset's frame count
+    assert r["asr"]["source"] == "whisper:custom" and r["asr"]["output_chars"] > 0
+    assert report["settings"]["transcript_for_text_encoder"] == TRANSCRIPT
 
-    batches = r["throughput"]["batches"]
-    assert sorted(batches, key=int) == ["1", "8", "32"]
-    for entry in batches.values():
-        assert _positive(entry["clips_per_s"]) and _positive(entry["encoders_ms"]) and _positive(entry["fusion_ms"])
 
-    assert _positive(r["matmul"]["gflop_per_s"])
-    for key in ("encoder_video", "encoder_audio", "encoder_text", "encoders", "fusion"):
-        assert _positive(r["flops"][key]["gflop"]) and _positive(r["flops"][key]["gflop_per_s"]), key
-        assert _positive(r["flops"][key]["fraction_of_matmul"]), key
-    assert _positive(r["memory_mib"]["model_build"]["maxrss_mib"])
-    assert _positive(r["peak_rss_mib"])
-    print(f"benchmark --quick on tiny took {elapsed:.1f} s")  # target < 20 s on an idle 2-core machine
+def test_printed_table_is_the_report_of_the_json(quick_tiny):
+    stdout, report = quick_tiny
+    assert markdown(report) in stdout
+    assert all(f"- {line}" in stdout for line in report["findings"]) and report["findings"] == findings(report)
+
+
+def test_report_table_of_the_stored_results():
+    report = json.loads((ROOT / "benchmarks" / "results" / "inference-cpu.json").read_text(encoding="utf-8"))
+    presets = list(report["presets"])
+    lines = markdown(report).strip().splitlines()
+    assert lines[0] == "| | " + " | ".join(presets) + " |"
+    assert all(line.count(" | ") == len(presets) for line in lines[2:]), "every row has a cell per preset"
+    sections = [line.split("**")[1] for line in lines if line.startswith("| **")]
+    assert [s.split(" ")[0] for s in sections] == ["Parameters", "Latency,", "Throughput,", "Peak", "Compute"]
+    tiny, base = report["presets"]["tiny"], report["presets"]["base"]
+    assert f"| total | {tiny['total_ms']:,.1f} | {base['total_ms']:,.1f} |" in lines
+    assert any(line.startswith("base: fusion+classifier is") for line in findings(report))

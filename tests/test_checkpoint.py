@@ -34,6 +34,16 @@ def test_checkpoint_is_self_contained(tiny_checkpoint):
     assert not any(p.suffix in (".bin", ".pt", ".pth", ".pkl") for p in tiny_checkpoint.rglob("*"))
 
 
+def test_saved_card_is_minimal_and_invents_nothing(tiny_checkpoint, tmp_path):
+    text = (tiny_checkpoint / "README.md").read_text()
+    assert "library_name: gia-mic" in text and "Labels, in logit order: neutral, happy, angry, sad" in text
+    assert "records no training data and no results" in text
+    assert "More Information Needed" not in text and "github.com" not in text
+    (tmp_path / "README.md").write_text("my own card")
+    GiaMicForEmotionRecognition.from_pretrained(tiny_checkpoint).save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "my own card"  # an existing card is kept
+
+
 def test_reload_gives_bit_identical_logits(tiny_model, tiny_checkpoint):
     again = GiaMicForEmotionRecognition.from_pretrained(tiny_checkpoint)
     assert torch.equal(logits_of(tiny_model), logits_of(again))

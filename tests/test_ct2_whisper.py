@@ -1,4 +1,5 @@
-"""CTranslate2 Whisper: a tiny model.bin written here round-trips bit for bit; corrupt files; the real wheel."""
+"""CTranslate2 Whisper: a tiny model.bin written here round-trips bit for bit (reader and train/ conversion);
+corrupt files; the real wheel."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from gia_mic import ct2_whisper as ct2
+from train import convert_whisper_ct2 as conversion
 
 CT2_IDS = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 4, torch.bfloat16: 5}
 ALIGNMENT_HEADS = [[1, 0], [1, 1]]
@@ -171,14 +173,24 @@ def test_openai_whisper_is_identical_to_the_original(tiny_whisper, tiny_dir, mel
     assert got["text"] == want["text"] and [s["tokens"] for s in got["segments"]] == [s["tokens"] for s in want["segments"]]
 
 
+def test_quantized_weights_are_dequantized():
+    weight = torch.tensor([[0.5, -1.0], [2.0, 4.0]])
+    scale = 127 / weight.abs().amax(dim=1)
+    variables = {"x/weight": torch.round(weight * scale[:, None]).to(torch.int8), "x/weight_scale": scale}
+    out = ct2.dequantize(variables)
+    assert set(out) == {"x/weight"}
+    torch.testing.assert_close(out["x/weight"], weight, atol=0.02, rtol=0)
+
+
+# ------------------------------------------------------------------------- the conversion (train/)
 def test_transformers_weights_are_identical_and_logits_match(tiny_whisper, tiny_dir, mel_and_tokens):
     from transformers import WhisperForConditionalGeneration
 
     variables, ct2_config = ct2.read_whisper(tiny_dir)
-    config, generation = ct2.transformers_config(variables, ct2_config)
+    config, generation = conversion.transformers_config(variables, ct2_config)
     assert generation.alignment_heads == ALIGNMENT_HEADS and config.decoder_start_token_id == 50257
     model = WhisperForConditionalGeneration(config).eval()
-    state = ct2.to_transformers_state_dict(variables)
+    state = conversion.to_transformers_state_dict(variables)
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     assert missing == ["proj_out.weight"] and unexpected == []  # proj_out is tied to embed_tokens
     original = tiny_whisper.state_dict()
@@ -195,8 +207,8 @@ def test_trimmed_encoder_loads_strictly(tiny_dir):
     from transformers import WhisperModel
 
     variables, ct2_config = ct2.read_whisper(tiny_dir)
-    state = ct2.to_transformers_state_dict(variables, encoder_layers=1, max_source_positions=100)
-    config, _ = ct2.transformers_config(variables, ct2_config, encoder_layers=1, max_source_positions=100)
+    state = conversion.to_transformers_state_dict(variables, encoder_layers=1, max_source_positions=100)
+    config, _ = conversion.transformers_config(variables, ct2_config, encoder_layers=1, max_source_positions=100)
     encoder = WhisperModel(config).get_encoder().eval()
     prefix = "model.encoder."
     encoder.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}, strict=True)
@@ -204,18 +216,25 @@ def test_trimmed_encoder_loads_strictly(tiny_dir):
     with torch.no_grad():
         hidden = encoder(torch.zeros(1, 80, 200)).last_hidden_state
     assert hidden.shape == (1, 100, 64)
-    assert ct2.feature_extractor(variables, max_source_positions=100).chunk_length == 2
+    assert conversion.feature_extractor(variables, max_source_positions=100).chunk_length == 2
     with pytest.raises(ValueError, match="encoder_layers must be in 1..2"):
-        ct2.to_transformers_state_dict(variables, encoder_layers=3)
+        conversion.to_transformers_state_dict(variables, encoder_layers=3)
 
 
-def test_quantized_weights_are_dequantized():
-    weight = torch.tensor([[0.5, -1.0], [2.0, 4.0]])
-    scale = 127 / weight.abs().amax(dim=1)
-    variables = {"x/weight": torch.round(weight * scale[:, None]).to(torch.int8), "x/weight_scale": scale}
-    out = ct2.dequantize(variables)
-    assert set(out) == {"x/weight"}
-    torch.testing.assert_close(out["x/weight"], weight, atol=0.02, rtol=0)
+def test_convert_writes_a_trimmed_encoder_folder_transformers_loads(tiny_dir, tmp_path):
+    from transformers import AutoFeatureExtractor, WhisperModel
+
+    summary = conversion.convert(tiny_dir / "model.bin", tmp_path / "enc", max_seconds=2.0, encoder_only=True,
+                                 encoder_layers=1, dtype="float32")
+    assert (summary["encoder_layers"], summary["max_source_positions"], summary["window_seconds"]) == (1, 100, 2.0)
+    encoder = WhisperModel.from_pretrained(tmp_path / "enc").get_encoder().eval()
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path / "enc")
+    features = extractor(np.zeros(32000, np.float32), sampling_rate=16000, return_tensors="pt").input_features
+    assert features.shape == (1, 80, 200)  # a 2-s window, not 30 s
+    with torch.no_grad():
+        assert encoder(features).last_hidden_state.shape == (1, 100, 64)
+    with pytest.raises(ValueError, match="multiple of 0.02"):
+        conversion.source_positions(0.015, 1500)
 
 
 # ------------------------------------------------------------------------- bad files

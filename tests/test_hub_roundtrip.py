@@ -55,6 +55,8 @@ def test_push_to_hub_then_from_pretrained(hub_server):
     files = hub_server.repo("org/tiny").files("main")
     assert {"config.json", "model.safetensors", "README.md", "tokenizer/tokenizer.json",
             "feature_extractor/preprocessor_config.json", "image_processor/preprocessor_config.json"} <= set(files)
+    card = files["README.md"].decode()  # save_pretrained's minimal card: what the model is, nothing invented
+    assert "library_name: gia-mic" in card and "More Information Needed" not in card and "github.com" not in card
     commits = [r for r in hub_server.requests if r.path.endswith("/commit/main")]
     assert commits and all(r.headers["authorization"] == f"Bearer {HUB_TOKEN}" for r in commits)
     for path in hub_server.home.rglob("*"):  # the HF cache holds the download, never the token

@@ -11,7 +11,8 @@ from safetensors.torch import save
 from tests.conftest import build_tiny
 from train.cache import FeatureCache, encoder_identity, tensor_digest
 from train.data import synthetic_samples
-from train.features import build_batch, extract_frozen
+from train.features import extract_frozen
+from train.step import build_batch
 
 
 def test_put_get_hit_and_miss(tmp_path):

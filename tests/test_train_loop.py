@@ -92,6 +92,26 @@ def test_plots_and_checkpoint_files(cli_run):
     assert calls == [(out, "me/tiny-gia-mic")]
 
 
+def test_best_checkpoint_carries_the_rendered_card(cli_run):
+    from hub_card import check_card
+
+    out, _ = cli_run
+    text = (out / "best" / "README.md").read_text()
+    check_card(text)
+    fold = json.loads((out / "results.json").read_text())["folds"][0]
+    assert "## Results" in text and f"| validation | {100 * fold['wa']:.2f} | {100 * fold['ua']:.2f} |" in text
+    assert "This checkpoint is **fold" not in text  # a single split has no folds
+
+
+def test_a_fold_checkpoint_card_names_its_fold():
+    from train.loop import FoldTrainer
+
+    cfg = TrainConfig.load(TINY)
+    trainer = types.SimpleNamespace(fold=types.SimpleNamespace(name="3"), model=types.SimpleNamespace(config=cfg.model),
+                                    cfg=cfg, result=lambda: {"fold": "3", "wa": 0.5, "ua": 0.5, "macro_f1": 0.5})
+    assert "This checkpoint is **fold 3**" in FoldTrainer._card(trainer)
+
+
 def test_resume_matches_an_uninterrupted_run(cli_run, tmp_path):
     from train.run import run_training
 
@@ -102,6 +122,10 @@ def test_resume_matches_an_uninterrupted_run(cli_run, tmp_path):
     assert not (tmp_path / "r" / "results.json").exists()
     with pytest.raises(Exception, match="--resume"):
         run_training(cfg, tmp_path / "r")  # a second fresh start into the same folder is refused
+    state_file = tmp_path / "r" / "checkpoints" / "epoch-0001" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["best_ua"] = state.pop("best_score")  # as written before the rename: still resumes
+    state_file.write_text(json.dumps(state))
     run_training(TrainConfig.load(TINY, SMALL), tmp_path / "r", resume=True)
 
     expected, got = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "r"))
@@ -227,19 +251,3 @@ def test_ablation_table_has_a_column_per_corpus():
     assert lines[0] == "| variant | WA (%) | UA (%) | macro-F1 (%) | UA meld (%) | UA ravdess (%) | ΔWA (points) | paper ΔWA |"
     assert lines[3] == "| without MIC (gamma = 0) | 68.0 ± 0.0 | 68.0 ± 0.0 | 68.0 ± 0.0 | 57.0 | 72.0 | -2.0 | -0.7 |"
     assert ablation_table({"full": {**summary(0.7, 0, 0), "folds": []}}).splitlines()[0].count("|") == 7
-
-
-def test_lite_card_reads_finished_ablation_variants(tmp_path):
-    """While train.ablate still runs, the card shows the variants that have finished (same entries)."""
-    from train.ablate import ablation_entry
-    from train.lite import load_ablations
-
-    summary = {"mean": {"wa": 0.6, "ua": 0.5, "macro_f1": 0.4}, "std": {"wa": 0, "ua": 0, "macro_f1": 0},
-               "folds": [{"by_corpus": {"meld": {"ua": 0.55}, "ravdess": {"ua": 0.7}}}]}
-    assert load_ablations(tmp_path) is None
-    (tmp_path / "no_mic").mkdir()
-    (tmp_path / "no_mic" / "results.json").write_text(json.dumps(summary))
-    assert load_ablations(tmp_path) == {"no_mic": ablation_entry("no_mic", summary)}
-    assert load_ablations(tmp_path)["no_mic"]["by_corpus_ua"] == {"meld": 0.55, "ravdess": 0.7}
-    (tmp_path / "ablations.json").write_text('{"full": {"mean": {}}}')
-    assert load_ablations(tmp_path) == {"full": {"mean": {}}}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gia_mic.utils import atomic_write_text
+from train.cli import add_arguments, run_cli
 from train.config import TrainConfig, apply_override
 
 VARIANTS: dict[str, tuple[str, list[str], float | None]] = {
@@ -94,10 +95,9 @@ def run_ablations(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fa
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m train.ablate``."""
-    from train.__main__ import run_cli
-
     parser = argparse.ArgumentParser(prog="python -m train.ablate", description=__doc__.splitlines()[0])
-    return run_cli(parser, argv, ablations=True)
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv), run_ablations, ablations=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ spectral tilt, and white noise at a random SNR (15-35 dB).
 
 from __future__ import annotations
 
-import os
+import io
 import wave
 import zlib
 from fractions import Fraction
@@ -22,6 +22,7 @@ import numpy as np
 from scipy.signal import lfilter, resample_poly
 
 from gia_mic.media import decode_clip
+from gia_mic.utils import atomic_write_bytes
 
 SPEEDS = (0.9, 0.95, 1.05, 1.1)
 """Speed factors; copy ``k`` uses ``SPEEDS[(k - 1) % 4]`` so every factor is used as often."""
@@ -51,21 +52,16 @@ def augment_waveform(waveform: np.ndarray, speed: float, rng: np.random.Generato
 
 
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Writes mono 16-bit PCM atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes mono 16-bit PCM atomically (``gia_mic.utils.atomic_write_bytes``)."""
     pcm = (np.clip(waveform, -1.0, 1.0) * 32767).round().astype("<i2")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with wave.open(str(tmp), "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(sample_rate)
-            f.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def copy_rng(clip_id: str, copy: int, seed: int) -> np.random.Generator:

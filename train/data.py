@@ -20,6 +20,7 @@ from gia_mic.configuration import ConfigError
 from gia_mic.errors import InputError
 from gia_mic.manifest import is_audio_file
 from gia_mic.manifest import read_manifest as read_rows
+from hub_card import fold_key
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def make_folds(samples: list[Sample], *, val_fraction: float, num_folds: int, se
     if not samples:
         raise ConfigError("the data set is empty (after dropping labels outside the label map)")
     if any(s.fold is not None for s in samples):
-        names = sorted({s.fold for s in samples if s.fold is not None}, key=_natural)
+        names = sorted({s.fold for s in samples if s.fold is not None}, key=fold_key)
         folds = [Fold(n, [s for s in samples if s.fold != n], [s for s in samples if s.fold == n]) for n in names]
     elif any(s.split is not None for s in samples):
         folds = [Fold("0", [s for s in samples if s.split == "train"], [s for s in samples if s.split == "val"])]
@@ -278,7 +279,3 @@ def make_folds(samples: list[Sample], *, val_fraction: float, num_folds: int, se
         if not f.train or not f.val:
             raise ConfigError(f"fold {f.name}: {len(f.train)} training and {len(f.val)} validation samples; both must be > 0")
     return folds
-
-
-def _natural(name: str) -> tuple:
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)

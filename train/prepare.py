@@ -30,6 +30,8 @@ from pathlib import Path
 FOUR_CLASS = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "joy": "happy", "excited": "happy",
               "angry": "angry", "anger": "angry", "sad": "sad", "sadness": "sad"}
 """The common 4-class mapping of ``DATA.md``."""
+CREMAD_EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+"""CREMA-D's emotion codes (the third field of a clip name, ``1001_DFA_ANG_XX``) -> its own names."""
 COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight")
 LITE_SPEECH = "whisper-tiny.en-2l-8s"
 LITE_TEXT = "all-MiniLM-L6-v2"

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from hub_card import CardError, check_card, render_model_card
+from hub_card import CardError, check_card, fold_key, render_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,6 @@ class Run:
         return None
 
 
-def _fold_key(name: str) -> tuple:
-    """Natural order of fold names (``"2"`` before ``"10"``)."""
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
 def _load(path: Path, kind: str) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -100,7 +95,7 @@ def read_run(output_dir: str | Path) -> Run:
     results = _load(output_dir / "results.json", "json")
     train_config = _load(output_dir / "train_config.yaml", "yaml")
     if folds:
-        run = Run(output_dir, {k: folds[k] for k in sorted(folds, key=_fold_key)}, None, results, train_config)
+        run = Run(output_dir, {k: folds[k] for k in sorted(folds, key=fold_key)}, None, results, train_config)
         scored = {k: run.fold_ua(k) for k in run.checkpoints}
         unscored = [k for k, ua in scored.items() if not isinstance(ua, (int, float))]
         if unscored:

@@ -4,7 +4,7 @@ Layout of ``output_dir``:
 
     train_config.yaml        the resolved config
     results.json             per-fold validation metrics at the best epoch, mean and std
-    best/                    (single split) self-contained checkpoint for EmotionRecognizer
+    best/                    (single split) self-contained checkpoint for EmotionRecognizer + its card
     fold_<k>/best/           (cross-validation) one per fold
     [fold_<k>/]checkpoints/  training state for --resume
     [fold_<k>/]curves.png, confusion.png; confusion.png (summed over folds)
