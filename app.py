@@ -29,9 +29,9 @@ from typing import Any
 import gradio as gr
 
 from gia_mic.asr import DEFAULT_ASR_MODEL
-from gia_mic.checkpoint import default_model
 from gia_mic.configuration import MODALITIES
 from gia_mic.errors import USER_ERRORS
+from gia_mic.hub import default_model
 from gia_mic.plots import GATE_CAPTION, plot_gates
 from gia_mic.processing import InputError, clean_text
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from gia_mic.asr import DEFAULT_ASR_MODEL
-from gia_mic.checkpoint import default_model
 from gia_mic.configuration import normalize_modalities
 from gia_mic.errors import USER_ERRORS
+from gia_mic.hub import default_model
 from gia_mic.manifest import is_audio_file, read_manifest
 
 

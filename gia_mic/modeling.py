@@ -315,7 +315,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             model_card_kwargs: Passed to ``SAVED_CARD`` (a minimal card, written when no README exists).
             **push_to_hub_kwargs: Passed to ``push_to_hub``.
         """
-        from gia_mic.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_weights, write_directory
+        from gia_mic.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_weights
+        from gia_mic.utils import write_directory
 
         def write(staging: Path) -> None:
             save_weights(self, staging / WEIGHTS_NAME, dtype, quantize)
@@ -339,7 +340,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         """Loads a checkpoint directory or Hub repo (``org/name``, optional ``revision``), strictly.
 
         Raises:
-            gia_mic.checkpoint.CheckpointError: not found, offline without a cached copy,
+            gia_mic.errors.CheckpointError: not found, offline without a cached copy,
                 pickle-only weights, corrupt safetensors, or keys that do not match.
         """
         from gia_mic.checkpoint import (
@@ -348,8 +349,8 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             check_weights_header,
             load_strict,
             read_weights,
-            resolve,
         )
+        from gia_mic.hub import resolve
         from gia_mic.processing import GiaMicProcessor
 
         directory = resolve(pretrained_model_name_or_path, revision=revision, **hub_kwargs)

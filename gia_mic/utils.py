@@ -1,8 +1,9 @@
-"""Small shared helpers: atomic file writes and device selection."""
+"""Small shared helpers: atomic file and directory writes, device selection."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes UTF-8 text atomically (see ``atomic_write_bytes``)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_directory(directory: Path, writer, *, last: str = "config.json") -> None:
+    """Runs ``writer(staging_dir)`` then moves each file into ``directory`` atomically.
+
+    An interrupted save never leaves a half-written file in ``directory``; the file named
+    ``last`` (a checkpoint's ``config.json``) is moved last, so a folder with it is complete.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
+    try:
+        writer(staging)
+        for src in sorted(staging.rglob("*"), key=lambda p: (p.name == last, str(p))):
+            if src.is_file():
+                dst = directory / src.relative_to(staging)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def default_device() -> torch.device:

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gia_mic import GiaMicForEmotionRecognition
-from gia_mic.checkpoint import CheckpointError, resolve
+from gia_mic.errors import CheckpointError
+from gia_mic.hub import resolve
 from tests.conftest import random_inputs
 
 

@@ -330,8 +330,8 @@ def rewrite_weights(ckpt: Path, change) -> None:
 ])
 def test_poisoned_weights_are_refused(tiny_checkpoint, tmp_path, kind, message):
     from gia_mic import GiaMicForEmotionRecognition
-    from gia_mic.checkpoint import SCALE_SUFFIX
     from gia_mic.errors import CheckpointError
+    from gia_mic.quantize import SCALE_SUFFIX
 
     ckpt = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     key = "classifier.0.weight"

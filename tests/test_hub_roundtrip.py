@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gia_mic.checkpoint import CheckpointError
+from gia_mic.errors import CheckpointError
 from tests.conftest import HUB_TOKEN
 
 ROUNDTRIP = r"""
@@ -14,7 +14,7 @@ import json
 import numpy as np, torch
 from huggingface_hub import constants
 from gia_mic import GiaMicForEmotionRecognition
-from gia_mic.checkpoint import CheckpointError
+from gia_mic.errors import CheckpointError
 from tests.conftest import build_tiny
 
 rng = np.random.default_rng(0)

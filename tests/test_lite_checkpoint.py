@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gia_mic.checkpoint import default_model
+from gia_mic.hub import default_model
 from gia_mic.pipeline import EmotionRecognizer
 from gia_mic.processing import InputError
 from tests.conftest import SHARED_DATA
