@@ -27,10 +27,11 @@ pipq() {  # runs pip; its output without this machine's "Location ... is ignored
   return "$status"
 }
 
-step "building the wheel"
-pipq "$PYTHON" -m pip wheel -q --no-deps -w "$WORK/dist" . || fail "the wheel did not build"
+step "building the wheel (from a copy of the files git tracks or would track: no stale build/ folder)"
+mkdir "$WORK/src"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$WORK/src"
+pipq "$PYTHON" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src" || fail "the wheel did not build"
 WHEEL=$(ls "$WORK"/dist/gia_mic-*.whl)
-rm -rf build  # setuptools' in-tree build folder
 
 step "fresh venv: $TORCH, then $(basename "$WHEEL") (core dependencies only)"
 "$PYTHON" -m venv "$WORK/venv"
