@@ -27,6 +27,7 @@ import json
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,13 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
     specs = [{axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in spec.items()} or None
              for spec in dynamic]
     shapes = (*specs[:fixed_args], tuple(specs[fixed_args:]))
-    program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names, opset_version=OPSET,
-                                dynamo=True, dynamic_shapes=shapes, verbose=False,
-                                custom_translation_table={torch.ops.aten.sort.stable: _sort_stable})
+    with warnings.catch_warnings():
+        # Inputs that share a length on purpose (features and their mask) share one Dim; torch says so per axis.
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)  # torch-internal deprecation
+        program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names, opset_version=OPSET,
+                                    dynamo=True, dynamic_shapes=shapes, verbose=False,
+                                    custom_translation_table={torch.ops.aten.sort.stable: _sort_stable})
     program.save(str(path))
 
 

@@ -96,9 +96,14 @@ class OnnxEmotionRecognizer:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.sessions = {name: ort.InferenceSession(str(self.directory / graph["file"]), options,
-                                                    providers=["CPUExecutionProvider"])
-                         for name, graph in self.manifest["graphs"].items()}
+        self.sessions = {}
+        for name, graph in self.manifest["graphs"].items():
+            path = self.directory / graph["file"]
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own types for missing, truncated or invalid files
+                raise OnnxRuntimeError(f"{path} cannot be loaded by onnxruntime: {str(err).splitlines()[0][:200]}; "
+                                       "re-run the export") from None
         self.recipes = self.manifest["preprocessing"]
         self.constants = self._constants()
         text = self.recipes.get("text")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,15 @@ def test_runtime_errors_name_the_problem(tiny_export, tmp_path):
     onnx = OnnxEmotionRecognizer(tiny_export)
     with pytest.raises(OnnxRuntimeError, match="none of the requested modalities"):
         onnx(text="hello", modalities=["audio"])
+
+
+def test_a_truncated_graph_is_a_clear_error(tiny_export, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_export, broken)
+    data = (broken / "fusion.onnx").read_bytes()
+    (broken / "fusion.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxRuntimeError, match="fusion.onnx cannot be loaded"):
+        OnnxEmotionRecognizer(broken)
 
 
 def test_export_entry_point_exits_2_on_a_bad_checkpoint(tmp_path):
