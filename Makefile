@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 DATA ?= ../shared/data
 
-.PHONY: install demo test lint bench lite
+.PHONY: install demo test lint bench lite wheel-check
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: install
 
 test: install lint
 	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Builds the wheel and checks that it installs and runs alone in a fresh venv (CI runs it after `make test`).
+wheel-check:
+	bash .ci/wheel_check.sh
 
 bench: install
 	$(PY) benchmarks/inference.py --json benchmarks/results/inference-cpu.json

@@ -17,11 +17,13 @@ ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md", "*/*.json", "*/*.t
 """Files a Hub download may fetch: configs, weights, vocabularies, the card."""
 
 EMBEDDED_DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "gia-mic-lite"
-"""The real model that ships with the project (see the README)."""
+"""The real model that ships with the project (see the README), in a source checkout."""
+PACKAGED_DEFAULT = Path(__file__).resolve().parent / "embedded" / "gia-mic-lite"
+"""The same model inside an installed wheel (package data ``gia_mic.embedded``)."""
 
 
 def default_model() -> str:
-    """``$GIA_MIC_MODEL`` if set, else the embedded default checkpoint.
+    """``$GIA_MIC_MODEL`` if set, else the embedded default (source checkout, then installed wheel).
 
     Raises:
         CheckpointError: neither is available.
@@ -29,8 +31,9 @@ def default_model() -> str:
     chosen = os.environ.get("GIA_MIC_MODEL")
     if chosen:
         return chosen
-    if (EMBEDDED_DEFAULT / CONFIG_NAME).exists():
-        return str(EMBEDDED_DEFAULT)
+    for folder in (EMBEDDED_DEFAULT, PACKAGED_DEFAULT):
+        if (folder / CONFIG_NAME).exists():
+            return str(folder)
     raise CheckpointError(f"no model given and the embedded default {EMBEDDED_DEFAULT} is missing: pass "
                           "--model DIR_OR_ORG/NAME (or set GIA_MIC_MODEL), e.g. a checkpoint made by `python -m train`")
 

@@ -289,6 +289,7 @@ def test_no_model_exits_2_with_the_fix(monkeypatch, tmp_path, capsys):
     app = load_app()
     monkeypatch.delenv("GIA_MIC_MODEL", raising=False)
     monkeypatch.setattr("gia_mic.hub.EMBEDDED_DEFAULT", tmp_path / "absent")
+    monkeypatch.setattr("gia_mic.hub.PACKAGED_DEFAULT", tmp_path / "absent")
     monkeypatch.setattr(app, "APP_DIR", tmp_path)
     assert app.main([]) == 2
     assert "--model" in capsys.readouterr().err
