@@ -320,14 +320,14 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     asr_source = f"whisper:{recognizer.transcriber.name}" if method == "whisper" and spans is None else None
     segments: list[Segment] = []
     batch: list[tuple[Region, np.ndarray]] = []
-    for region, wave in cut_regions(rec.chunks(), regions, rec.rate):
-        if len(wave) >= config.min_audio_seconds * rec.rate:  # spans may reach past the end
-            batch.append((region, wave))
+    for (start_s, end_s, text), wave in cut_regions(rec.chunks(), regions, rec.rate):
+        if len(wave) >= config.min_audio_seconds * rec.rate:  # spans may reach past the end: cut them there
+            batch.append(((start_s, min(end_s, start_s + len(wave) / rec.rate), text), wave))
         if len(batch) == batch_size:
             segments += _classify(recognizer, batch, modalities, asr_source)
             batch = []
             if progress is not None:
-                progress(region[1], duration)
+                progress(end_s, duration)
     if batch:
         segments += _classify(recognizer, batch, modalities, asr_source)
     if progress is not None:
