@@ -36,6 +36,11 @@ CHUNK_SECONDS = 30.0
 """Audio decoded per step of either pass."""
 WHISPER_BLOCK_SECONDS = 120.0
 """Audio Whisper segments at once with ``method="whisper"``; the block's last segment is redone."""
+CONTEXT_SECONDS = 1.0
+"""Audio on each side of a segment that the model hears with it. The lite model learnt from
+whole clips, pauses included: on RAVDESS actors 15-16 it labelled 0.90 of speech time right
+when given the exact true speech and 0.96 with 1 s around it (whole clips: 0.97); 0.5, 1.5
+and 2 s of context did worse than 1 s with VAD segments."""
 SILENT_RMS = 1e-4
 """A fixed window whose RMS is below this (-80 dBFS) holds no signal and is skipped."""
 
@@ -223,16 +228,37 @@ def _word_split(segments: Sequence[Any], offset: float, max_seconds: float) -> l
 
 
 # ---------------------------------------------------------------------------------- pass 2: audio per region
-def cut_regions(chunks: Iterable[np.ndarray], regions: Sequence[Region], rate: int) -> Iterator[tuple[Region, np.ndarray]]:
-    """The samples of each region (sorted by start) from one pass over ``chunks``.
+def context_windows(regions: Sequence[Region], context: float, max_seconds: float) -> list[tuple[float, float]]:
+    """Where each region is classified: widened by up to ``context`` seconds on each side.
 
-    Only audio from the current region's start onwards is held, so long silences between
-    regions cost no memory.
+    A window never reaches past the middle of the pause to a neighbouring region, never holds
+    more than ``max_seconds`` in all, and starts no earlier than the previous window (so one
+    pass over the stream serves them all). Regions must be sorted by start.
+    """
+    windows: list[tuple[float, float]] = []
+    for i, (start, end, _) in enumerate(regions):
+        side = max(0.0, min(context, (max_seconds - (end - start)) / 2))
+        low = max(0.0, start - side)
+        if i > 0 and regions[i - 1][1] < start:
+            low = max(low, (regions[i - 1][1] + start) / 2)
+        high = end + side
+        if i + 1 < len(regions) and end < regions[i + 1][0]:
+            high = min(high, (end + regions[i + 1][0]) / 2)
+        low = min(start, max(low, windows[-1][0])) if windows else low
+        windows.append((low, max(end, high)))
+    return windows
+
+
+def cut_regions(chunks: Iterable[np.ndarray], spans: Sequence[tuple[float, ...]], rate: int) -> Iterator[np.ndarray]:
+    """The samples of each ``(start, end)`` span (sorted by start) from one pass over ``chunks``.
+
+    Only audio from the current span's start onwards is held, so long silences between spans
+    cost no memory. A span past the end of the stream comes out short (or empty).
     """
     stream = iter(chunks)
     held, first = np.zeros(0, np.float32), 0  # held[0] is sample ``first`` of the recording
-    for region in regions:
-        a, b = int(round(region[0] * rate)), int(round(region[1] * rate))
+    for span in spans:
+        a, b = int(round(span[0] * rate)), int(round(span[1] * rate))
         while first + len(held) < b:
             more = next(stream, None)
             if more is None:
@@ -240,7 +266,7 @@ def cut_regions(chunks: Iterable[np.ndarray], regions: Sequence[Region], rate: i
             held = np.concatenate([held, more])
             drop = min(max(0, a - first), len(held))
             held, first = held[drop:], first + drop
-        yield region, held[max(0, a - first) : max(0, b - first)].copy()
+        yield held[max(0, a - first) : max(0, b - first)].copy()
 
 
 def _classify(recognizer: Any, batch: list[tuple[Region, np.ndarray]], modalities: object,
@@ -283,7 +309,8 @@ def _regions(rec: _Recording, recognizer: Any, method: str, spans: Sequence | No
 
 def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalities: object = None,
                    spans: Sequence[tuple] | None = None, batch_size: int = 8, vad: VadOptions | None = None,
-                   window_seconds: float | None = None, progress: Progress | None = None) -> Timeline:
+                   window_seconds: float | None = None, context_seconds: float = CONTEXT_SECONDS,
+                   progress: Progress | None = None) -> Timeline:
     """Splits a recording into utterances and classifies each (see the module docstring).
 
     Args:
@@ -298,6 +325,8 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
         batch_size: Segments per encoder batch.
         vad: Voice-activity thresholds for ``method="vad"``.
         window_seconds: Window length for ``method="fixed"`` (default and maximum: the model's).
+        context_seconds: The model hears up to this much of the recording on each side of a
+            segment (see ``context_windows``); the segment's ``start``/``end`` do not change.
         progress: Called with ``(done_seconds, total_seconds)`` after each batch.
 
     Raises:
@@ -320,9 +349,11 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     asr_source = f"whisper:{recognizer.transcriber.name}" if method == "whisper" and spans is None else None
     segments: list[Segment] = []
     batch: list[tuple[Region, np.ndarray]] = []
-    for (start_s, end_s, text), wave in cut_regions(rec.chunks(), regions, rec.rate):
-        if len(wave) >= config.min_audio_seconds * rec.rate:  # spans may reach past the end: cut them there
-            batch.append(((start_s, min(end_s, start_s + len(wave) / rec.rate), text), wave))
+    windows = context_windows(regions, context_seconds, config.max_audio_seconds)
+    for (start_s, end_s, text), (low, _), wave in zip(regions, windows, cut_regions(rec.chunks(), windows, rec.rate)):
+        end_s = min(end_s, low + len(wave) / rec.rate)  # spans may reach past the end: cut them there
+        if end_s - start_s >= config.min_audio_seconds:
+            batch.append(((start_s, end_s, text), wave))
         if len(batch) == batch_size:
             segments += _classify(recognizer, batch, modalities, asr_source)
             batch = []

@@ -14,7 +14,7 @@ from gia_mic.asr import SpokenSegment, Transcript
 from gia_mic.media import MediaError, decode_clip, probe_media, stream_audio
 from gia_mic.pipeline import EmotionRecognizer
 from gia_mic.processing import InputError
-from gia_mic.timeline import cut_regions, split_long, summarize
+from gia_mic.timeline import context_windows, cut_regions, split_long, summarize
 from gia_mic.vad import VadOptions, speech_probabilities, speech_regions
 from tests.clips import make_clip, speech_like
 from tests.conftest import SHARED_DATA, build_tiny
@@ -166,15 +166,21 @@ def test_cut_regions_slices_and_reads_lazily():
             pulled.append(i // RATE)
             yield wave[i : i + RATE]
 
-    regions = [(2.5, 3.25, None), (50.0, 51.5, "x")]
-    cut = cut_regions(chunks(), regions, RATE)
-    region, samples = next(cut)
-    np.testing.assert_array_equal(samples, wave[40000:52000])
-    assert max(pulled) == 3  # nothing past the first region's end was decoded yet
-    region, samples = next(cut)
-    assert region == regions[1]
-    np.testing.assert_array_equal(samples, wave[800000:824000])
+    cut = cut_regions(chunks(), [(2.5, 3.25), (50.0, 51.5), (99.5, 104.0)], RATE)
+    np.testing.assert_array_equal(next(cut), wave[40000:52000])
+    assert max(pulled) == 3  # nothing past the first span's end was decoded yet
+    np.testing.assert_array_equal(next(cut), wave[800000:824000])
     assert max(pulled) == 51
+    np.testing.assert_array_equal(next(cut), wave[1592000:])  # past the end: short
+
+
+def test_context_windows_stop_at_neighbours_and_the_model_window():
+    regions = [(1.0, 2.0, None), (2.4, 3.0, None), (10.0, 17.5, None), (30.0, 31.0, None)]
+    windows = context_windows(regions, 1.0, 8.0)
+    assert windows == [(0.0, 2.2), (2.2, 4.0), (9.75, 17.75), (29.0, 32.0)]
+    assert context_windows(regions, 0.0, 8.0) == [(s, e) for s, e, _ in regions]
+    overlapping = [(0.0, 5.0, None), (1.0, 2.0, None)]  # given spans may overlap: starts never go back
+    assert context_windows(overlapping, 1.0, 8.0) == [(0.0, 6.0), (0.0, 3.0)]
 
 
 def test_summary_weights_by_duration():
@@ -203,11 +209,14 @@ def test_vad_timeline_of_a_waveform(recognizer):
 
 def test_segment_scores_equal_classifying_the_cut_audio(recognizer):
     wave = utterances()
-    tl = recognizer.timeline(wave, batch_size=2)
-    for seg in tl.segments:
-        alone = recognizer(audio=(wave[int(round(seg.start * RATE)) : int(round(seg.end * RATE))], RATE))
-        assert seg.label == alone.label
-        assert seg.scores[alone.label] == pytest.approx(alone.scores[0]["score"], abs=1e-4)
+    for context in (0.0, 0.5):
+        tl = recognizer.timeline(wave, batch_size=2, context_seconds=context)
+        regions = [(s.start, s.end, None) for s in tl.segments]
+        for seg, (low, high) in zip(tl.segments, context_windows(regions, context, recognizer.config.max_audio_seconds)):
+            assert (low < seg.start) == (context > 0)
+            alone = recognizer(audio=(wave[int(round(low * RATE)) : int(round(high * RATE))], RATE))
+            assert seg.label == alone.label
+            assert seg.scores[alone.label] == pytest.approx(alone.scores[0]["score"], abs=1e-4)
 
 
 def test_file_and_waveform_give_the_same_timeline(recognizer, tmp_path):
@@ -255,7 +264,7 @@ def test_fixed_windows_skip_windows_without_signal(short_window):
 def test_asr_transcribes_each_segment(tiny_checkpoint):
     rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
     rec.transcriber = FakeTranscriber()
-    tl = rec.timeline(utterances(), modalities=["audio", "text"])
+    tl = rec.timeline(utterances(), modalities=["audio", "text"], context_seconds=0.0)
     assert len(rec.transcriber.heard) == 3
     for seg, heard in zip(tl.segments, rec.transcriber.heard):
         assert seg.transcript == f"heard {heard} samples" and seg.transcript_source == "whisper:fake"
