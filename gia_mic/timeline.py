@@ -285,6 +285,28 @@ def _classify(recognizer: Any, batch: list[tuple[Region, np.ndarray]], modalitie
     return segments
 
 
+def _classify_regions(recognizer: Any, rec: _Recording, regions: Sequence[Region], *, modalities: object,
+                      batch_size: int, context: float, asr_source: str | None,
+                      progress: Callable[[float], None] | None) -> list[Segment]:
+    """Pass 2: each region's context window cut from the stream, classified in batches."""
+    config = recognizer.config
+    segments: list[Segment] = []
+    batch: list[tuple[Region, np.ndarray]] = []
+    windows = context_windows(regions, context, config.max_audio_seconds)
+    for (start, end, text), (low, _), wave in zip(regions, windows, cut_regions(rec.chunks(), windows, rec.rate)):
+        end = min(end, low + len(wave) / rec.rate)  # spans may reach past the end: cut them there
+        if end - start >= config.min_audio_seconds:
+            batch.append(((start, end, text), wave))
+        if len(batch) == batch_size:
+            segments += _classify(recognizer, batch, modalities, asr_source)
+            batch = []
+            if progress is not None:
+                progress(end)
+    if batch:
+        segments += _classify(recognizer, batch, modalities, asr_source)
+    return segments
+
+
 # ---------------------------------------------------------------------------------- entry point
 def _regions(rec: _Recording, recognizer: Any, method: str, spans: Sequence | None, vad: VadOptions,
              window: float | None) -> list[Region]:
@@ -347,20 +369,9 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     timings["segmentation"] = time.perf_counter() - start
     start = time.perf_counter()
     asr_source = f"whisper:{recognizer.transcriber.name}" if method == "whisper" and spans is None else None
-    segments: list[Segment] = []
-    batch: list[tuple[Region, np.ndarray]] = []
-    windows = context_windows(regions, context_seconds, config.max_audio_seconds)
-    for (start_s, end_s, text), (low, _), wave in zip(regions, windows, cut_regions(rec.chunks(), windows, rec.rate)):
-        end_s = min(end_s, low + len(wave) / rec.rate)  # spans may reach past the end: cut them there
-        if end_s - start_s >= config.min_audio_seconds:
-            batch.append(((start_s, end_s, text), wave))
-        if len(batch) == batch_size:
-            segments += _classify(recognizer, batch, modalities, asr_source)
-            batch = []
-            if progress is not None:
-                progress(end_s, duration)
-    if batch:
-        segments += _classify(recognizer, batch, modalities, asr_source)
+    segments = _classify_regions(recognizer, rec, regions, modalities=modalities, batch_size=batch_size,
+                                 context=context_seconds, asr_source=asr_source,
+                                 progress=(lambda done: progress(done, duration)) if progress else None)
     if progress is not None:
         progress(duration, duration)
     timings["classification"] = time.perf_counter() - start
