@@ -252,19 +252,20 @@ def per_clip(recognizer: Any, clips: list[dict[str, Any]], modalities: list[str]
     return {"accuracy": float(right.mean()), "speech_time_accuracy": float(weights @ right / weights.sum()), "n": len(clips)}
 
 
-def accuracy(clips: list[dict[str, Any]], tmp: Path, quick: bool) -> dict[str, Any]:
+def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], quick: bool) -> dict[str, Any]:
     path = tmp / "accuracy.flac"
     truth = write_recording(path, clips, None, SEED + 1)
     recognizer = load(asr=True)
     result: dict[str, Any] = {"clips": len(clips), "methods": {}, "per_clip": {}}
-    for name, options, modalities in METHODS[:1] if quick else METHODS:
+    for name, options, modalities in [m for m in METHODS if m[0] in methods]:
         log(f"accuracy: {name}")
         start = time.perf_counter()
         tl = recognizer.timeline(path, modalities=modalities, **options)
         result["duration_s"] = tl.duration
         result["methods"][name] = {"segments": len(tl.segments), "wall_s": time.perf_counter() - start,
                                    **boundary_f1(truth, tl.segments), **time_scores(truth, tl.segments, tl.duration)}
-    for key, modalities in (("speech", ["audio"]), ("speech + ASR text", ["audio", "text"]))[: 1 if quick else 2]:
+    with_text = "vad + ASR text" in methods and not quick
+    for key, modalities in (("speech", ["audio"]), ("speech + ASR text", ["audio", "text"]))[: 2 if with_text else 1]:
         log(f"accuracy: per clip, {key}")
         result["per_clip"][key] = per_clip(recognizer, clips, modalities)
     return result
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", default="1,10,60", help="recording lengths of the speed runs")
     parser.add_argument("--actors", default="17-20", help="RAVDESS actors of the clips (default: the test actors)")
+    parser.add_argument("--methods", default=",".join(m[0] for m in METHODS),
+                        help=f"segmentation methods of the accuracy runs (default: all of {', '.join(m[0] for m in METHODS)})")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--quick", action="store_true",
@@ -310,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.speed_worker:
         speed_worker(args.speed_worker, bool(args.asr), args.worker_out)
+    methods = ["vad"] if args.quick else [m.strip() for m in args.methods.split(",")]
+    if set(methods) - {m[0] for m in METHODS}:
+        parser.error(f"--methods: choose from {', '.join(m[0] for m in METHODS)} (got {args.methods!r})")
     first, _, last = args.actors.partition("-")
     actors = (int(first), int(last or first))
     clips = ravdess_clips(args.data, actors)
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = sorted((r for r in report["speed"] if r["asr"] == asr), key=lambda r: r["minutes"])
                 report["memory_ratio"]["on" if asr else "off"] = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
         if not args.skip_accuracy:
-            report["accuracy"] = accuracy(clips, Path(tmp), args.quick)
+            report["accuracy"] = accuracy(clips, Path(tmp), methods, args.quick)
     report["machine"]["loadavg_end"] = list(os.getloadavg())
     print(markdown(report))
     if args.json:
