@@ -4,7 +4,10 @@
 Usage::
 
     .venv/bin/python benchmarks/timeline.py [--json OUT] [--data ../shared/data] [--minutes 1,10,60]
-        [--actors 17-20] [--skip-speed] [--skip-accuracy] [--quick]
+        [--asr-minutes 1,10,60] [--actors 17-20] [--methods vad,whisper,...] [--skip-speed]
+        [--skip-accuracy] [--quick]
+
+The JSON is rewritten after every run, so a long benchmark stopped midway keeps what it measured.
 
 Recordings are generated at run time from real RAVDESS clips (``--data``/ravdess, 16 kHz FLAC;
 nothing is written into the repository): clips of the chosen actors in the 4 classes
@@ -220,20 +223,26 @@ def speed_worker(path: Path, asr: bool, out: Path) -> None:
     os._exit(0)  # skip the slow interpreter teardown of torch & co
 
 
-def speed(clips: list[dict[str, Any]], minutes: list[float], tmp: Path, quick: bool) -> list[dict[str, Any]]:
-    results = []
+def speed(clips: list[dict[str, Any]], minutes: list[float], asr_minutes: list[float], tmp: Path,
+          report: dict[str, Any], save) -> None:
+    """Timelines of ``minutes``-long recordings in fresh subprocesses (with ASR for ``asr_minutes``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    runs = report.setdefault("speed", [])
     for m in minutes:
         path = tmp / f"long-{m:g}min.flac"
         write_recording(path, clips, m * 60, SEED)
-        for asr in (False,) if quick else (False, True):
+        for asr in (False, True) if m in asr_minutes else (False,):
             out = tmp / "speed.json"
             log(f"speed: {m:g} min, ASR {'on' if asr else 'off'}")
             subprocess.run([sys.executable, __file__, "--speed-worker", str(path), "--asr", str(int(asr)),
                             "--worker-out", str(out)], check=True, cwd=ROOT, env=env)
-            results.append({"minutes": m, "asr": asr, **json.loads(out.read_text())})
+            runs.append({"minutes": m, "asr": asr, "loadavg_1min": os.getloadavg()[0], **json.loads(out.read_text())})
+            report["memory_ratio"] = {}
+            for key in sorted({r["asr"] for r in runs}):
+                same = sorted((r for r in runs if r["asr"] == key), key=lambda r: r["minutes"])
+                report["memory_ratio"]["on" if key else "off"] = same[-1]["peak_rss_mib"] / same[0]["peak_rss_mib"]
+            save()
         path.unlink()
-    return results
 
 
 METHODS = (  # (name, timeline options, modalities)
@@ -252,11 +261,12 @@ def per_clip(recognizer: Any, clips: list[dict[str, Any]], modalities: list[str]
     return {"accuracy": float(right.mean()), "speech_time_accuracy": float(weights @ right / weights.sum()), "n": len(clips)}
 
 
-def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], quick: bool) -> dict[str, Any]:
+def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], report: dict[str, Any], save) -> None:
+    """Per method, boundary F1 and speech time labelled right; then the clips one by one."""
     path = tmp / "accuracy.flac"
     truth = write_recording(path, clips, None, SEED + 1)
     recognizer = load(asr=True)
-    result: dict[str, Any] = {"clips": len(clips), "methods": {}, "per_clip": {}}
+    result = report.setdefault("accuracy", {"clips": len(clips), "methods": {}, "per_clip": {}})
     for name, options, modalities in [m for m in METHODS if m[0] in methods]:
         log(f"accuracy: {name}")
         start = time.perf_counter()
@@ -264,11 +274,12 @@ def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], quick: 
         result["duration_s"] = tl.duration
         result["methods"][name] = {"segments": len(tl.segments), "wall_s": time.perf_counter() - start,
                                    **boundary_f1(truth, tl.segments), **time_scores(truth, tl.segments, tl.duration)}
-    with_text = "vad + ASR text" in methods and not quick
-    for key, modalities in (("speech", ["audio"]), ("speech + ASR text", ["audio", "text"]))[: 2 if with_text else 1]:
-        log(f"accuracy: per clip, {key}")
-        result["per_clip"][key] = per_clip(recognizer, clips, modalities)
-    return result
+        save()
+    for key, modalities in (("speech", ["audio"]), ("speech + ASR text", ["audio", "text"])):
+        if "text" not in modalities or "vad + ASR text" in methods:
+            log(f"accuracy: per clip, {key}")
+            result["per_clip"][key] = per_clip(recognizer, clips, modalities)
+            save()
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -300,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", default="1,10,60", help="recording lengths of the speed runs")
+    parser.add_argument("--asr-minutes", help="lengths of the speed runs that also run with ASR (default: all)")
     parser.add_argument("--actors", default="17-20", help="RAVDESS actors of the clips (default: the test actors)")
     parser.add_argument("--methods", default=",".join(m[0] for m in METHODS),
                         help=f"segmentation methods of the accuracy runs (default: all of {', '.join(m[0] for m in METHODS)})")
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.speed_worker:
         speed_worker(args.speed_worker, bool(args.asr), args.worker_out)
-    methods = ["vad"] if args.quick else [m.strip() for m in args.methods.split(",")]
+    methods = ["vad"] if args.quick else [m.strip() for m in args.methods.split(",")]  # quick: speed without ASR too
     if set(methods) - {m[0] for m in METHODS}:
         parser.error(f"--methods: choose from {', '.join(m[0] for m in METHODS)} (got {args.methods!r})")
     first, _, last = args.actors.partition("-")
@@ -325,19 +337,22 @@ def main(argv: list[str] | None = None) -> int:
                               "settings": {"gap_s": GAP_S, "room_tone_db": ROOM_DB, "burst_db": EVENT_DB,
                                            "burst_share": EVENT_SHARE, "truth_trim_db": TRIM_DB, "tolerance_s": TOLERANCE_S}}
     report["machine"]["loadavg_start"] = list(os.getloadavg())
+
+    def save() -> None:
+        report["machine"]["loadavg_end"] = list(os.getloadavg())
+        if args.json:
+            atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+
+    minutes = [float(m) for m in args.minutes.split(",")]
+    asr_minutes = [] if args.quick else [float(m) for m in (args.asr_minutes or args.minutes).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
-            report["speed"] = speed(clips, [float(m) for m in args.minutes.split(",")], Path(tmp), args.quick)
-            report["memory_ratio"] = {}
-            for asr in sorted({r["asr"] for r in report["speed"]}):
-                runs = sorted((r for r in report["speed"] if r["asr"] == asr), key=lambda r: r["minutes"])
-                report["memory_ratio"]["on" if asr else "off"] = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
+            speed(clips, minutes, asr_minutes, Path(tmp), report, save)
         if not args.skip_accuracy:
-            report["accuracy"] = accuracy(clips, Path(tmp), methods, args.quick)
-    report["machine"]["loadavg_end"] = list(os.getloadavg())
+            accuracy(clips, Path(tmp), methods, report, save)
+    save()
     print(markdown(report))
     if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
 

@@ -261,6 +261,14 @@ def test_fixed_windows_skip_windows_without_signal(short_window):
     assert short_window.timeline(wave, method="fixed", window_seconds=1.0).segments[0].end == 1.0
 
 
+def test_video_file_is_read_for_its_audio(short_window, tmp_path):
+    video = make_clip(tmp_path / "talk.mp4", seconds=7.0)  # a tone: no speech, but signal in every window
+    assert "no speech" in short_window.timeline(video).message
+    tl = short_window.timeline(video, method="fixed")
+    assert tl.source == str(video) and tl.duration == pytest.approx(7.0, abs=0.1)  # AAC pads a little
+    assert [t for s in tl.segments for t in (s.start, s.end)] == pytest.approx([0, 3, 3, 6, 6, tl.duration])
+
+
 def test_asr_transcribes_each_segment(tiny_checkpoint):
     rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
     rec.transcriber = FakeTranscriber()
