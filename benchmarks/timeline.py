@@ -194,7 +194,7 @@ def time_scores(truth: list[dict[str, Any]], segments: list[Any], duration: floa
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def load(asr: bool) -> Any:
+def load(asr: bool, threads: int = THREADS) -> Any:
     import torch
     import transformers
 
@@ -202,13 +202,13 @@ def load(asr: bool) -> Any:
     from gia_mic.pipeline import EmotionRecognizer
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     return EmotionRecognizer.from_pretrained(default_model(), asr_model="tiny.en" if asr else None, device="cpu")
 
 
-def speed_worker(path: Path, asr: bool, out: Path) -> None:
+def speed_worker(path: Path, asr: bool, out: Path, threads: int) -> None:
     """One timeline in this (fresh) process: wall time and peak RSS."""
-    recognizer = load(asr)
+    recognizer = load(asr, threads)
     if asr:
         recognizer.transcriber.available()  # load Whisper before the clock starts
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -224,7 +224,7 @@ def speed_worker(path: Path, asr: bool, out: Path) -> None:
 
 
 def speed(clips: list[dict[str, Any]], minutes: list[float], asr_minutes: list[float], tmp: Path,
-          report: dict[str, Any], save) -> None:
+          report: dict[str, Any], save, threads: int) -> None:
     """Timelines of ``minutes``-long recordings in fresh subprocesses (with ASR for ``asr_minutes``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
     runs = report.setdefault("speed", [])
@@ -235,7 +235,7 @@ def speed(clips: list[dict[str, Any]], minutes: list[float], asr_minutes: list[f
             out = tmp / "speed.json"
             log(f"speed: {m:g} min, ASR {'on' if asr else 'off'}")
             subprocess.run([sys.executable, __file__, "--speed-worker", str(path), "--asr", str(int(asr)),
-                            "--worker-out", str(out)], check=True, cwd=ROOT, env=env)
+                            "--threads", str(threads), "--worker-out", str(out)], check=True, cwd=ROOT, env=env)
             runs.append({"minutes": m, "asr": asr, "loadavg_1min": os.getloadavg()[0], **json.loads(out.read_text())})
             report["memory_ratio"] = {}
             for key in sorted({r["asr"] for r in runs}):
@@ -261,11 +261,12 @@ def per_clip(recognizer: Any, clips: list[dict[str, Any]], modalities: list[str]
     return {"accuracy": float(right.mean()), "speech_time_accuracy": float(weights @ right / weights.sum()), "n": len(clips)}
 
 
-def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], report: dict[str, Any], save) -> None:
+def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], report: dict[str, Any], save,
+             threads: int) -> None:
     """Per method, boundary F1 and speech time labelled right; then the clips one by one."""
     path = tmp / "accuracy.flac"
     truth = write_recording(path, clips, None, SEED + 1)
-    recognizer = load(asr=True)
+    recognizer = load(asr=True, threads=threads)
     result = report.setdefault("accuracy", {"clips": len(clips), "methods": {}, "per_clip": {}})
     for name, options, modalities in [m for m in METHODS if m[0] in methods]:
         log(f"accuracy: {name}")
@@ -286,9 +287,12 @@ def accuracy(clips: list[dict[str, Any]], tmp: Path, methods: list[str], report:
 def markdown(report: dict[str, Any]) -> str:
     lines = []
     if report.get("speed"):
-        lines += ["| audio | ASR | segments | wall (s) | real-time factor | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
+        lines += [f"Speed and memory, {report['threads']} torch threads (machine load average during each run):", "",
+                  "| audio | ASR | segments | wall (s) | real-time factor | peak RSS (MiB) | load |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['minutes']:g} min | {'on' if r['asr'] else 'off'} | {r['segments']} | {r['wall_s']:.1f} | "
-                  f"{r['rtf']:.3f} | {r['peak_rss_mib']:.0f} |" for r in report["speed"]]
+                  f"{r['rtf']:.3f} | {r['peak_rss_mib']:.0f} | {r.get('loadavg_1min', float('nan')):.1f} |"
+                  for r in report["speed"]]
         lines += [""] + [f"Peak RSS at the longest vs the shortest recording, ASR {k}: {v:.2f}x"
                          for k, v in report["memory_ratio"].items()] + [""]
     acc = report.get("accuracy")
@@ -315,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", default="17-20", help="RAVDESS actors of the clips (default: the test actors)")
     parser.add_argument("--methods", default=",".join(m[0] for m in METHODS),
                         help=f"segmentation methods of the accuracy runs (default: all of {', '.join(m[0] for m in METHODS)})")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default: 2, the machine's cores)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--quick", action="store_true",
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.speed_worker:
-        speed_worker(args.speed_worker, bool(args.asr), args.worker_out)
+        speed_worker(args.speed_worker, bool(args.asr), args.worker_out, args.threads)
     methods = ["vad"] if args.quick else [m.strip() for m in args.methods.split(",")]  # quick: speed without ASR too
     if set(methods) - {m[0] for m in METHODS}:
         parser.error(f"--methods: choose from {', '.join(m[0] for m in METHODS)} (got {args.methods!r})")
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = ravdess_clips(args.data, actors)
     report: dict[str, Any] = {"schema": 1, "command": " ".join(["benchmarks/timeline.py", *(argv or sys.argv[1:])]),
                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-                              "actors": args.actors, "threads": THREADS,
+                              "actors": args.actors, "threads": args.threads,
                               "settings": {"gap_s": GAP_S, "room_tone_db": ROOM_DB, "burst_db": EVENT_DB,
                                            "burst_share": EVENT_SHARE, "truth_trim_db": TRIM_DB, "tolerance_s": TOLERANCE_S}}
     report["machine"]["loadavg_start"] = list(os.getloadavg())
@@ -347,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     asr_minutes = [] if args.quick else [float(m) for m in (args.asr_minutes or args.minutes).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
-            speed(clips, minutes, asr_minutes, Path(tmp), report, save)
+            speed(clips, minutes, asr_minutes, Path(tmp), report, save, args.threads)
         if not args.skip_accuracy:
-            accuracy(clips, Path(tmp), methods, report, save)
+            accuracy(clips, Path(tmp), methods, report, save, args.threads)
     save()
     print(markdown(report))
     if args.json:

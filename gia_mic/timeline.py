@@ -7,9 +7,10 @@ memory stays bounded whatever the length (one chunk of audio and one batch of se
    ``"vad"`` (default) speech found by Silero VAD (``gia_mic.vad``); ``"whisper"`` Whisper's
    own segments with their words; ``"fixed"`` consecutive windows of the model's length
    (windows with no signal are skipped); or ``spans`` that the caller gives.
-2. **Classification**: the audio of each region is cut from a second pass over the stream,
-   and regions go through ``prepare_batch`` / ``classify_batch`` in batches. With a model
-   that reads text and no text for a region, the recognizer's ASR transcribes the region.
+2. **Classification**: the audio of each region, with up to ``CONTEXT_SECONDS`` around it
+   (``context_windows``), is cut from a second pass over the stream, and regions go through
+   ``prepare_batch`` / ``classify_batch`` in batches. With a model that reads text and no
+   text for a region, the recognizer's ASR transcribes that audio.
 
 A recording with no speech gives an empty timeline whose ``message`` says so.
 """
