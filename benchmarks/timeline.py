@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inference import machine  # noqa: E402
+from benchmarks.inference_report import machine  # noqa: E402
 from gia_mic.utils import atomic_write_text  # noqa: E402
 from train.prepare import FOUR_CLASS  # noqa: E402
 
@@ -198,7 +198,7 @@ def load(asr: bool, threads: int = THREADS) -> Any:
     import torch
     import transformers
 
-    from gia_mic.checkpoint import default_model
+    from gia_mic.hub import default_model
     from gia_mic.pipeline import EmotionRecognizer
 
     transformers.logging.set_verbosity_error()

@@ -618,41 +618,37 @@ def _stream_audio(file: Path, sample_rate: int, chunk: int, start: float, end: f
         origin = container.start_time / av.time_base if container.start_time is not None else 0.0
         if start > 0:
             container.seek(int((origin + start) * av.time_base))  # the keyframe at or before start
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        collector = _AudioCollector(sample_rate)
         remaining = None if end is None else int(round((end - start) * sample_rate))
         skip: int | None = None  # samples decoded before ``start`` (pre-roll after a seek)
-        pending: list[np.ndarray] = []
-        held = yielded = bad = 0
-        for frame in _audio_frames(container, astream, file, resampler):
+        yielded = bad = 0
+        for frame in _audio_frames(container, astream, file):
             if frame is None:
                 bad += 1
                 continue
             if skip is None:
                 first = frame.time - origin - start if frame.time is not None else 0.0
                 skip = max(0, int(round(-first * sample_rate)))
-            for out in resampler.resample(frame):
-                pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                held += pending[-1].shape[0]
-            while held - skip >= chunk and (remaining is None or remaining > 0):
-                piece, pending, held, skip = _take(pending, skip, min(chunk, remaining or chunk))
-                remaining = None if remaining is None else remaining - len(piece)
+            collector.add(frame)
+            while collector.samples - skip >= chunk and remaining != 0:
+                piece = _drain(collector, file, skip, chunk if remaining is None else min(chunk, remaining))
+                remaining, skip = None if remaining is None else remaining - len(piece), 0
                 yielded += len(piece)
                 yield piece
-            if remaining is not None and remaining <= 0:
+            if remaining == 0:
                 break
         else:
-            pending.extend(out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(None))
-        tail = np.concatenate(pending)[skip or 0 :] if pending else np.zeros(0, np.float32)
-        tail = tail if remaining is None else tail[: max(0, remaining)]
-        if len(tail):
+            collector.flush()
+        tail = collector.result(file, skip or 0, collector.samples if remaining is None else remaining)
+        if tail is not None and len(tail):
             yielded += len(tail)
-            yield np.clip(tail, -1.0, 1.0).astype(np.float32, copy=False)
+            yield tail
         if yielded == 0:
             problem = f"; {bad} packets were unreadable" if bad else ""
             raise MediaError(f"{file} has no decodable audio (the file is truncated or corrupt{problem})")
 
 
-def _audio_frames(container, astream, file: Path, resampler) -> Iterator:
+def _audio_frames(container, astream, file: Path) -> Iterator:
     """Decoded audio frames in order; ``None`` stands for a packet that could not be decoded."""
     for packet in _packets(container, [astream], file):
         try:
@@ -664,9 +660,9 @@ def _audio_frames(container, astream, file: Path, resampler) -> Iterator:
         yield from decoded
 
 
-def _take(pending: list[np.ndarray], skip: int, count: int) -> tuple[np.ndarray, list[np.ndarray], int, int]:
-    """The first ``count`` samples after ``skip`` from ``pending`` and what is left (skip is then 0)."""
-    joined = np.concatenate(pending)  # (held,): about one chunk plus one frame
-    piece = np.clip(joined[skip : skip + count], -1.0, 1.0).astype(np.float32, copy=False)
-    rest = joined[skip + count :]
-    return piece, [rest] if len(rest) else [], len(rest), 0
+def _drain(collector: _AudioCollector, file: Path, skip: int, count: int) -> np.ndarray:
+    """The ``count`` samples after ``skip`` taken out of ``collector``; what follows them stays in it."""
+    piece = collector.result(file, skip, count)  # (count,) clean mono float32
+    rest = np.concatenate(collector.chunks)[skip + count :]  # about one frame
+    collector.chunks, collector.samples = [rest], len(rest)
+    return piece

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from gia_mic.media import MediaError, prepare_waveform, probe_media, stream_audio
-from gia_mic.processing import InputError, clean_text
+from gia_mic.errors import InputError, MediaError
+from gia_mic.media import prepare_waveform, probe_media, stream_audio
+from gia_mic.processing import clean_text
 from gia_mic.vad import VAD_RATE, VadOptions, speech_probabilities, speech_regions
 
 logger = logging.getLogger(__name__)

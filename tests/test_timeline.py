@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,6 +78,19 @@ def test_stream_audio_chunks_add_up_to_decode_clip(tmp_path, suffix):
     assert [len(c) for c in chunks[:-1]] == [32000] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 32000
     assert all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_stream_audio_downmixes_many_channels_in_a_child_process(tmp_path):
+    # planar audio with 8+ channels crashed PyAV's to_ndarray: a child process, so a crash fails only this test
+    t = np.arange(2 * RATE) / RATE
+    data = np.stack([0.05 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(12)], axis=1).astype(np.float32)
+    sf.write(tmp_path / "twelve.wav", data, RATE, subtype="FLOAT")
+    code = ("import sys, numpy as np; from gia_mic.media import stream_audio; "
+            "np.save(sys.argv[2], np.concatenate(list(stream_audio(sys.argv[1], chunk_seconds=0.5))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "twelve.wav"), str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), data.mean(axis=1), atol=1e-6)
 
 
 def test_stream_audio_window_matches_decode_clip_window(tmp_path):
@@ -351,7 +366,7 @@ def test_real_ravdess_clips_in_a_row():
         wave, rate = sf.read(root / row["path"], dtype="float32")
         assert rate == RATE
         parts += [wave, silence(1.0)]
-    from gia_mic.checkpoint import default_model
+    from gia_mic.hub import default_model
 
     rec = EmotionRecognizer.from_pretrained(default_model(), asr_model=None, device="cpu")
     tl = rec.timeline(np.concatenate(parts))
