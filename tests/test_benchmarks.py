@@ -114,7 +114,7 @@ def test_timeline_benchmark_quick(tmp_path):
     acc = report["accuracy"]
     assert acc["clips"] == 36 and list(acc["methods"]) == ["vad"]
     vad = acc["methods"]["vad"]
-    for key in ("f1", "precision", "recall", "speech_time_accuracy", "coverage"):
+    for key in ("f1", "precision", "recall", "speech_time_accuracy", "coverage", "accuracy_where_covered"):
         assert 0 <= vad[key] <= 1, key
     assert vad["segments"] >= 18 and vad["f1"] > 0.5  # segmentation finds most of the 36 utterances
     assert 0 < acc["per_clip"]["speech"]["accuracy"] <= 1
