@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/inference.py --json benchmarks/results/inference-cpu.json
 	$(PY) benchmarks/train.py --json benchmarks/results/train.json
 	$(PY) benchmarks/app.py --json benchmarks/results/app-cpu.json
+	$(PY) benchmarks/timeline.py --data $(DATA) --json benchmarks/results/timeline-cpu.json
 
 # Rebuilds the embedded default checkpoints/gia-mic-lite from the public corpora in $(DATA)
 # (RAVDESS actors 01-20 as 16 kHz FLAC with manifest.csv, MELD train/dev CSVs; see README).

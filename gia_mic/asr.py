@@ -136,6 +136,39 @@ class WhisperTranscriber:
             return Transcript(None, "missing", "Whisper heard no words in this clip")
         return Transcript(text, f"whisper:{self.name}")
 
+    def segments(self, waveform: np.ndarray) -> list[SpokenSegment]:
+        """Whisper's own segments of a 16 kHz mono waveform, timed by their words.
+
+        A segment runs from its first word's start to its last word's end (Whisper's segment
+        timestamps include the pauses around it).
+
+        Raises:
+            RuntimeError: Whisper is not available here (the message says why) or failed.
+        """
+        model = self._load()
+        if model is None:
+            raise RuntimeError(f"Whisper is not available: {self._error}")
+        result = model.transcribe(np.asarray(waveform, np.float32), fp16=self.device.type == "cuda", temperature=0.0,
+                                  condition_on_previous_text=False, word_timestamps=True, verbose=None)
+        out = []
+        for seg in result.get("segments", []):
+            words = [(float(w["start"]), float(w["end"]), w["word"]) for w in seg.get("words") or []]
+            start, end = (words[0][0], words[-1][1]) if words else (float(seg["start"]), float(seg["end"]))
+            text = clean_text(seg.get("text", ""))
+            if text is not None and end > start:
+                out.append(SpokenSegment(start, end, text, words))
+        return out
+
+
+@dataclass
+class SpokenSegment:
+    """One Whisper segment: ``start``/``end`` seconds, its text and ``(start, end, word)`` triples."""
+
+    start: float
+    end: float
+    text: str
+    words: list[tuple[float, float, str]]
+
 
 def resolve_transcript(text: str | bytes | None, waveform: np.ndarray | None,
                        transcriber: WhisperTranscriber | None) -> Transcript:

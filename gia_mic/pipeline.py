@@ -378,3 +378,14 @@ class EmotionRecognizer:
             clips = self.prepare_batch(items[start : start + batch_size], modalities=modalities)
             results += self.classify_batch(clips, modalities=modalities, explain=explain)
         return results
+
+    def timeline(self, source: AudioInput, **options: Any) -> Any:
+        """Emotion over time: ``source`` (file or waveform, any length) split into utterances, each classified.
+
+        Returns a ``gia_mic.timeline.Timeline``; ``options`` are those of
+        ``gia_mic.timeline.build_timeline`` (``method``, ``modalities``, ``spans``, ``batch_size``,
+        ``vad``, ``window_seconds``, ``progress``).
+        """
+        from gia_mic.timeline import build_timeline
+
+        return build_timeline(self, source, **options)

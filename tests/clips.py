@@ -132,3 +132,30 @@ def make_clip(
                 container.mux(astream.encode(frame))
             container.mux(astream.encode(None))
     return path
+
+
+_VOWEL_FORMANTS = ((700, 1200, 2500), (300, 2200, 3000), (500, 900, 2400), (400, 1900, 2600))
+
+
+def speech_like(seconds: float, *, rate: int = 16000, f0: float = 120.0, amplitude: float = 0.5) -> np.ndarray:
+    """A voice-like float32 signal that Silero VAD takes for speech (a sine tone it does not).
+
+    Glottal pulses at a wavering pitch ``f0`` go through three formant resonators that change
+    vowel every 150 ms, with a 4-Hz syllable envelope.
+    """
+    from scipy.signal import lfilter
+
+    t = np.arange(int(round(seconds * rate))) / rate
+    phase = np.cumsum(f0 + 0.25 * f0 * np.sin(2 * np.pi * 1.5 * t)) / rate
+    pulses = np.zeros_like(t)
+    pulses[1:][np.diff(np.floor(phase)) > 0] = 1.0
+    out = np.zeros_like(t)
+    step = int(0.15 * rate)
+    for k, start in enumerate(range(0, len(t), step)):
+        voiced = np.zeros_like(t)
+        for f in _VOWEL_FORMANTS[k % len(_VOWEL_FORMANTS)]:
+            r, theta = np.exp(-np.pi * 90 / rate), 2 * np.pi * f / rate
+            voiced += lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], pulses)
+        out[start : start + step] = voiced[start : start + step]
+    out *= (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
+    return (amplitude * out / max(np.abs(out).max(), 1e-9)).astype(np.float32)

@@ -90,3 +90,31 @@ def test_report_table_of_the_stored_results():
     tiny, base = report["presets"]["tiny"], report["presets"]["base"]
     assert f"| total | {tiny['total_ms']:,.1f} | {base['total_ms']:,.1f} |" in lines
     assert any(line.startswith("base: fusion+classifier is") for line in findings(report))
+
+
+def test_timeline_benchmark_quick(tmp_path):
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "ravdess").is_dir():
+        pytest.skip("../shared/data/ravdess is absent (a fresh clone): the timeline benchmark needs real clips")
+    out = tmp_path / "timeline.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "timeline.py"), "--quick", "--minutes", "0.25", "--actors", "20",
+         "--data", str(SHARED_DATA), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| 0.25 min | off |" in proc.stdout and "| vad |" in proc.stdout and "clips one by one (speech)" in proc.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["minutes"], r["asr"]) for r in report["speed"]] == [(0.25, False)]
+    for run in report["speed"]:
+        assert run["rtf"] > 0 and run["peak_rss_mib"] > 0 and run["segments"] >= 1
+        assert abs(run["duration_s"] - 60 * run["minutes"]) < 5
+    assert report["memory_ratio"] == {"off": 1.0}
+    acc = report["accuracy"]
+    assert acc["clips"] == 36 and list(acc["methods"]) == ["vad"]
+    vad = acc["methods"]["vad"]
+    for key in ("f1", "precision", "recall", "speech_time_accuracy", "coverage", "accuracy_where_covered"):
+        assert 0 <= vad[key] <= 1, key
+    assert vad["segments"] >= 18 and vad["f1"] > 0.5  # segmentation finds most of the 36 utterances
+    assert 0 < acc["per_clip"]["speech"]["accuracy"] <= 1
