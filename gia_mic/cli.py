@@ -61,6 +61,7 @@ def _predict(args: argparse.Namespace) -> int:
                       text=args.text, modalities=modalities)
     result = {"label": pred.label, "scores": pred.scores, "transcript": pred.transcript,
               "transcript_source": pred.transcript_source, "modalities_used": pred.modalities_used,
+              "per_modality": pred.per_modality, "agreement": pred.agreement,
               "timings_ms": {k: round(v, 2) for k, v in pred.timings_ms.items()}}
     if args.json:
         _say(_json(result))

@@ -63,6 +63,10 @@ class Prediction:
         gate_axes: Per modality, the token axis: seconds (video, audio) or subwords (text).
         contributions: Per used modality, the drop of the top class's probability when it
             is left out (leave-one-out over the fusion).
+        per_modality: Per used modality, what the model says from that modality alone:
+            ``{"label", "score"}`` (the same fusion run with only that modality present).
+        agreement: Whether every used modality alone gives the same label (``None`` with
+            only one modality).
         timings_ms: Per stage wall time.
     """
 
@@ -76,6 +80,8 @@ class Prediction:
     gates: dict[str, np.ndarray] = field(default_factory=dict)
     gate_axes: dict[str, list] = field(default_factory=dict)
     contributions: dict[str, float] = field(default_factory=dict)
+    per_modality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agreement: bool | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, *, with_gates: bool = False) -> dict[str, Any]:
@@ -306,6 +312,7 @@ class EmotionRecognizer:
                              "the checkpoint's weights may be corrupt")
         preds = [self._prediction(c, out, i, probs[i], use, wanted, {**c.timings_ms, "fusion": fusion_ms})
                  for i, (c, use) in enumerate(zip(clips, uses))]
+        self._per_modality(clips, uses, preds)
         if explain:
             start = time.perf_counter()
             for clip, use, pred in zip(clips, uses, preds):
@@ -319,6 +326,22 @@ class EmotionRecognizer:
         for pred in preds:
             pred.timings_ms["total"] = sum(v for k, v in pred.timings_ms.items() if k != "total")
         return preds
+
+    def _per_modality(self, clips: Sequence[PreparedClip], uses: Sequence[Sequence[str]],
+                      preds: Sequence[Prediction]) -> None:
+        """Fills ``per_modality`` and ``agreement``: one batched fusion over every (clip, single modality)."""
+        pairs = [(i, m) for i, use in enumerate(uses) if len(use) > 1 for m in use]
+        if pairs:
+            alone = self._fuse([clips[i] for i, _ in pairs], [[m] for _, m in pairs])
+            probs = alone.logits.float().softmax(-1).cpu().numpy()  # (P, C)
+            for (i, m), p in zip(pairs, probs):
+                top = int(np.argmax(p))
+                preds[i].per_modality[m] = {"label": self.labels[top], "score": float(p[top])}
+        for pred, use in zip(preds, uses):
+            if len(use) == 1:
+                pred.per_modality = {use[0]: {"label": pred.label, "score": pred.scores[0]["score"]}}
+            labels = {v["label"] for v in pred.per_modality.values()}
+            pred.agreement = len(labels) == 1 if len(use) > 1 else None
 
     def _prediction(self, clip: PreparedClip, out: Any, index: int, probs: np.ndarray, use: Sequence[str],
                     wanted: Sequence[str], timings: dict[str, float]) -> Prediction:

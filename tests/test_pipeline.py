@@ -239,3 +239,19 @@ def test_truncation_is_reported(tiny_checkpoint, tmp_path):
     finally:
         rec.config.max_audio_seconds = 30.0
     assert long_clip.truncated and not short_clip.truncated
+
+
+def test_per_modality_answers_are_the_model_run_with_each_modality_alone(recognizer, clip):
+    prepared = recognizer.prepare(video=clip, text="What a lovely day")
+    fused = recognizer.classify(prepared, modalities=["video", "audio", "text"])
+    assert set(fused.per_modality) == {"video", "audio", "text"}
+    for m in ("video", "audio", "text"):
+        alone = recognizer.classify(prepared, modalities=[m])
+        assert fused.per_modality[m]["label"] == alone.label
+        assert fused.per_modality[m]["score"] == pytest.approx(alone.scores[0]["score"], abs=1e-5)
+        assert alone.per_modality == {m: {"label": alone.label, "score": alone.scores[0]["score"]}}
+        assert alone.agreement is None
+    labels = {v["label"] for v in fused.per_modality.values()}
+    assert fused.agreement is (len(labels) == 1)
+    assert fused.to_dict()["per_modality"] == fused.per_modality
+
