@@ -1,9 +1,10 @@
-"""The one media decoding path: video frames and mono audio from a file, or a raw waveform.
+"""The one media decoding path: video frames and mono audio from a file.
 
 ``decode_clip`` opens a file with PyAV, samples ``num_frames`` RGB frames uniformly over
-the clip and decodes all audio to mono float32 at a fixed rate. ``prepare_waveform``
-brings an in-memory waveform to the same form. Every failure is a ``MediaError`` whose
-message names the file and the problem; PyAV exceptions never leak out.
+the clip and decodes all audio to mono float32 at a fixed rate. Long recordings are read in
+chunks by ``audio_stream`` and in-memory waveforms prepared by ``waveform``, on the same
+opening, error and down-mix code. Every failure is a ``MediaError`` whose message names the
+file and the problem; PyAV exceptions never leak out.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,13 +90,7 @@ def decode_clip(
         raise ValueError("sample_rate and max_seconds must be > 0, min_seconds >= 0")
     if start < 0 or (end is not None and end <= start):
         raise ValueError(f"need 0 <= start < end, got start={start}, end={end}")
-    file = Path(os.fspath(path))
-    if not file.exists():
-        raise MediaError(f"file not found: {file}")
-    if file.is_dir():
-        raise MediaError(f"{file} is a directory, not a video or audio file")
-    if file.stat().st_size == 0:
-        raise MediaError(f"{file} is empty (0 bytes)")
+    file = _existing_file(path)
     try:
         return _decode(file, num_frames, sample_rate, min_seconds, max_seconds, float(start), end)
     except (MediaError, MemoryError):
@@ -448,98 +442,6 @@ def _duration(container, sampler, frame_step, audio, sample_rate, max_seconds, s
     return float(min(extent, max_seconds))
 
 
-def prepare_waveform(
-    waveform,
-    sample_rate: int,
-    *,
-    target_rate: int = 16000,
-    min_seconds: float = 0.1,
-    max_seconds: float = 30.0,
-) -> tuple[np.ndarray, bool]:
-    """Brings an in-memory waveform to mono float32 at ``target_rate``.
-
-    Args:
-        waveform: ``(N,)``, ``(C, N)`` or ``(N, C)`` array (or CPU tensor); the shorter
-            axis of a 2-D array is taken as channels. Integer samples are scaled to
-            [-1, 1]; float samples whose peak exceeds 1 are peak-normalised.
-        sample_rate: Rate of ``waveform`` in Hz.
-        target_rate: Rate of the result.
-        min_seconds: Shorter waveforms are refused.
-        max_seconds: Longer waveforms are cut to their first ``max_seconds``.
-
-    Returns:
-        ``(waveform, truncated)``: float32 ``(N,)`` in [-1, 1], and whether it was cut.
-
-    Raises:
-        MediaError: Empty, too short, non-finite, wrongly shaped or non-numeric input.
-    """
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise MediaError(f"waveform: sample_rate must be a positive integer, got {sample_rate!r}")
-    if hasattr(waveform, "detach"):
-        waveform = waveform.detach().cpu().numpy()
-    array = np.asarray(waveform)
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise MediaError(f"waveform: expected numeric samples, got dtype {array.dtype}")
-    if np.iscomplexobj(array):
-        raise MediaError("waveform: complex samples are not audio")
-    if array.ndim not in (1, 2):
-        raise MediaError(f"waveform: expected shape (N,), (C, N) or (N, C), got {array.ndim}-D {array.shape}")
-    if array.size == 0:
-        raise MediaError(f"waveform is empty (shape {array.shape})")
-    mono = _to_float(array)
-    if mono.ndim == 2:
-        if min(mono.shape) > 32:
-            raise MediaError(f"waveform: cannot tell channels from samples in shape {mono.shape}")
-        mono = mono.mean(axis=0) if mono.shape[0] <= mono.shape[1] else mono.mean(axis=1)
-    if not np.all(np.isfinite(mono)):
-        raise MediaError("waveform contains NaN or infinite values")
-    seconds = mono.shape[0] / sample_rate
-    if seconds < min_seconds:
-        raise MediaError(f"waveform: clip is {seconds:.2f} s long; at least {min_seconds:g} s is needed")
-    peak = float(np.max(np.abs(mono)))
-    if peak > 1.0 + 1e-6:
-        logger.warning("waveform peak is %.3g > 1; normalising to [-1, 1]", peak)
-        mono = mono / peak
-    truncated = seconds > max_seconds
-    if truncated:
-        logger.warning("waveform is %.2f s long; only the first %g s are used", seconds, max_seconds)
-        mono = mono[: int(round(max_seconds * sample_rate))]
-    if sample_rate != target_rate:
-        from scipy.signal import resample_poly  # 1.6 s to import: only arrays at another rate need it
-
-        factor = math.gcd(int(sample_rate), int(target_rate))
-        mono = resample_poly(mono, target_rate // factor, int(sample_rate) // factor)
-    return np.clip(mono, -1.0, 1.0).astype(np.float32), truncated
-
-
-def _to_float(array: np.ndarray) -> np.ndarray:
-    """Integer PCM scaled to [-1, 1]; floats as float64."""
-    if np.issubdtype(array.dtype, np.signedinteger):
-        return array.astype(np.float64) / float(2 ** (8 * array.dtype.itemsize - 1))
-    if np.issubdtype(array.dtype, np.unsignedinteger):
-        half = float(2 ** (8 * array.dtype.itemsize - 1))
-        return (array.astype(np.float64) - half) / half
-    return array.astype(np.float64)
-
-
-# ---------------------------------------------------------------------------- long recordings, in chunks
-@dataclass
-class MediaInfo:
-    """What a file holds, read from its headers without decoding (see ``probe_media``).
-
-    Attributes:
-        path: The file.
-        duration: Declared duration in seconds (``None`` when the container does not say).
-        has_audio: It has an audio stream.
-        has_video: It has a video stream (attached cover pictures do not count).
-    """
-
-    path: str
-    duration: float | None
-    has_audio: bool
-    has_video: bool
-
-
 def _existing_file(path) -> Path:
     """The path as a ``Path``, or a ``MediaError`` when it is missing, a folder or empty."""
     file = Path(os.fspath(path))
@@ -550,119 +452,3 @@ def _existing_file(path) -> Path:
     if file.stat().st_size == 0:
         raise MediaError(f"{file} is empty (0 bytes)")
     return file
-
-
-def probe_media(path) -> MediaInfo:
-    """Reads a file's streams and declared duration (headers only: cheap for any length).
-
-    Raises:
-        MediaError: The file is missing, empty, not media, or has neither audio nor video.
-    """
-    file = _existing_file(path)
-    try:
-        with _open(file) as container:
-            video = any(s.codec_context and not _is_attached_picture(s) for s in container.streams.video)
-            audio = any(s.codec_context for s in container.streams.audio)
-            duration = container.duration / av.time_base if container.duration and container.duration > 0 else None
-    except MediaError:
-        raise
-    except Exception as exc:  # PyAV raises assorted types on bad input
-        raise MediaError(f"{file} cannot be read: {type(exc).__name__}: {exc}") from exc
-    if not (audio or video):
-        raise MediaError(f"{file} has no audio or video stream (not a media file, or corrupt)")
-    return MediaInfo(str(file), duration, audio, video)
-
-
-def stream_audio(path, *, sample_rate: int = 16000, chunk_seconds: float = 30.0, start: float = 0.0,
-                 end: float | None = None) -> Iterator[np.ndarray]:
-    """Yields a file's audio track as consecutive mono float32 chunks, never the whole track at once.
-
-    Memory stays at about one chunk whatever the file's length, so an hour-long recording can
-    be segmented and classified piece by piece. Chunk ``k`` starts ``start + k * chunk_seconds``
-    seconds into the file; every chunk has ``round(chunk_seconds * sample_rate)`` samples except
-    the last, which may be shorter. Video streams are not decoded (see ``decode_clip`` with
-    ``start``/``end`` for the frames of one window).
-
-    Args:
-        path: An audio or video file.
-        sample_rate: Rate of the yielded samples.
-        chunk_seconds: Length of each chunk.
-        start: First second to yield (seeks there).
-        end: Stop at this second (default: the end of the track).
-
-    Raises:
-        MediaError: On the first ``next()``: the file is missing, empty, not media, has no
-            audio track, or no audio could be decoded. A demuxer error after some audio ends
-            the stream early with a warning (like ``decode_clip``).
-    """
-    if sample_rate <= 0 or chunk_seconds <= 0:
-        raise ValueError("sample_rate and chunk_seconds must be > 0")
-    if start < 0 or (end is not None and end <= start):
-        raise ValueError(f"need 0 <= start < end, got start={start}, end={end}")
-    file = _existing_file(path)
-    try:
-        yield from _stream_audio(file, sample_rate, max(1, round(chunk_seconds * sample_rate)), float(start), end)
-    except (MediaError, MemoryError, GeneratorExit):
-        raise
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"{file} cannot be decoded: {_ffmpeg_reason(exc)}") from exc
-    except Exception as exc:  # PyAV raises assorted types on bad input
-        raise MediaError(f"{file} cannot be decoded: {type(exc).__name__}: {exc}") from exc
-
-
-def _stream_audio(file: Path, sample_rate: int, chunk: int, start: float, end: float | None) -> Iterator[np.ndarray]:
-    with _open(file) as container:
-        astream = next((s for s in container.streams.audio if s.codec_context), None)
-        if astream is None:
-            raise MediaError(f"{file} has no audio track")
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-        if start > 0:
-            container.seek(int((origin + start) * av.time_base))  # the keyframe at or before start
-        collector = _AudioCollector(sample_rate)
-        remaining = None if end is None else int(round((end - start) * sample_rate))
-        skip: int | None = None  # samples decoded before ``start`` (pre-roll after a seek)
-        yielded = bad = 0
-        for frame in _audio_frames(container, astream, file):
-            if frame is None:
-                bad += 1
-                continue
-            if skip is None:
-                first = frame.time - origin - start if frame.time is not None else 0.0
-                skip = max(0, int(round(-first * sample_rate)))
-            collector.add(frame)
-            while collector.samples - skip >= chunk and remaining != 0:
-                piece = _drain(collector, file, skip, chunk if remaining is None else min(chunk, remaining))
-                remaining, skip = None if remaining is None else remaining - len(piece), 0
-                yielded += len(piece)
-                yield piece
-            if remaining == 0:
-                break
-        else:
-            collector.flush()
-        tail = collector.result(file, skip or 0, collector.samples if remaining is None else remaining)
-        if tail is not None and len(tail):
-            yielded += len(tail)
-            yield tail
-        if yielded == 0:
-            problem = f"; {bad} packets were unreadable" if bad else ""
-            raise MediaError(f"{file} has no decodable audio (the file is truncated or corrupt{problem})")
-
-
-def _audio_frames(container, astream, file: Path) -> Iterator:
-    """Decoded audio frames in order; ``None`` stands for a packet that could not be decoded."""
-    for packet in _packets(container, [astream], file):
-        try:
-            decoded = packet.decode()
-        except av.error.FFmpegError as exc:
-            logger.debug("%s: skipping undecodable packet: %s", file, exc)
-            yield None
-            continue
-        yield from decoded
-
-
-def _drain(collector: _AudioCollector, file: Path, skip: int, count: int) -> np.ndarray:
-    """The ``count`` samples after ``skip`` taken out of ``collector``; what follows them stays in it."""
-    piece = collector.result(file, skip, count)  # (count,) clean mono float32
-    rest = np.concatenate(collector.chunks)[skip + count :]  # about one frame
-    collector.chunks, collector.samples = [rest], len(rest)
-    return piece

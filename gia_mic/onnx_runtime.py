@@ -26,7 +26,8 @@ import numpy as np
 
 from gia_mic import onnx_preprocessing as prep
 from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
-from gia_mic.media import decode_clip, prepare_waveform
+from gia_mic.media import decode_clip
+from gia_mic.waveform import prepare_waveform
 
 MANIFEST_NAME = "onnx_export.json"  # = gia_mic.onnx_export.MANIFEST_NAME (that module imports torch)
 SUPPORTED_FORMAT = 1

@@ -229,7 +229,7 @@ class GiaMicProcessor:
 
     def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono, resampled, length-checked float32 waveform for an array input."""
-        from gia_mic.media import prepare_waveform
+        from gia_mic.waveform import prepare_waveform
 
         c = self.config
         out, _ = prepare_waveform(waveform, sample_rate, target_rate=c.sample_rate,

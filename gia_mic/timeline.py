@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from gia_mic.audio_stream import probe_media, stream_audio
 from gia_mic.errors import InputError, MediaError
-from gia_mic.media import prepare_waveform, probe_media, stream_audio
 from gia_mic.processing import clean_text
 from gia_mic.vad import VAD_RATE, VadOptions, speech_probabilities, speech_regions
+from gia_mic.waveform import prepare_waveform
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Voice activity: where a long recording has speech, with Silero VAD (MIT; model inside the wheel).
 
-The recording arrives in chunks (``media.stream_audio``). The TorchScript model scores every
+The recording arrives in chunks (``audio_stream.stream_audio``). The TorchScript model scores every
 32-ms window (512 samples at 16 kHz) with its recurrent state carried from chunk to chunk, so
 the scores equal those of one call over the whole signal, and only one float per window is
 kept (~112,500 for an hour). ``silero_vad.get_speech_timestamps_from_probs`` then turns the

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gia_mic import media
-from gia_mic.media import DecodedClip, MediaError, decode_clip, prepare_waveform
+from gia_mic.media import DecodedClip, MediaError, decode_clip
+from gia_mic.waveform import prepare_waveform
 from tests.clips import AUDIO_SUFFIXES, VIDEO_SUFFIXES, make_clip, red_level_to_fraction
 
 CREMAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cremad"

@@ -13,7 +13,8 @@ import torch
 
 from gia_mic import timeline as timeline_module
 from gia_mic.asr import SpokenSegment, Transcript
-from gia_mic.media import MediaError, decode_clip, probe_media, stream_audio
+from gia_mic.audio_stream import probe_media, stream_audio
+from gia_mic.media import MediaError, decode_clip
 from gia_mic.pipeline import EmotionRecognizer
 from gia_mic.processing import InputError
 from gia_mic.timeline import context_windows, cut_regions, split_long, summarize
@@ -85,7 +86,7 @@ def test_stream_audio_downmixes_many_channels_in_a_child_process(tmp_path):
     t = np.arange(2 * RATE) / RATE
     data = np.stack([0.05 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(12)], axis=1).astype(np.float32)
     sf.write(tmp_path / "twelve.wav", data, RATE, subtype="FLOAT")
-    code = ("import sys, numpy as np; from gia_mic.media import stream_audio; "
+    code = ("import sys, numpy as np; from gia_mic.audio_stream import stream_audio; "
             "np.save(sys.argv[2], np.concatenate(list(stream_audio(sys.argv[1], chunk_seconds=0.5))))")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "twelve.wav"), str(tmp_path / "out.npy")],
                           capture_output=True, text=True, timeout=120)
