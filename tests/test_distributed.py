@@ -216,3 +216,18 @@ def test_evaluation_shares_are_contiguous_and_complete():
         shares.append(shards.share(items))
     assert shares == [[0, 1], [2, 3], [4, 5, 6]]
     assert Shards().share(items) == items and Shards().gather("x") == ["x"]
+
+
+def test_a_two_process_run_resumes_on_one(two_processes, tmp_path, caplog):
+    import shutil
+
+    from train.run import run_training
+
+    out = tmp_path / "run"
+    shutil.copytree(two_processes[0], out)
+    with caplog.at_level("WARNING", logger="train.loop"):
+        summary = run_training(TrainConfig.load(TINY, [*SETTINGS, "optim.max_epochs=3"]), out, resume=True)
+    assert "written by 2 process(es), resuming with 1" in caplog.text
+    assert summary["world_size"] == 1 and summary["folds"][0]["epochs"] == 3
+    history = json.loads((out / "fold_result.json").read_text())["history"]
+    assert [h["train_samples"] for h in history] == [[8, 8], [8, 8], [16]]

@@ -309,19 +309,24 @@ class FoldTrainer:
         restore_optimizer(self.optimizer, read_tensors(path / "optimizer.safetensors"), state["optimizer"])
         if state["scaler"] is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(state["scaler"])
-        rank, world = self.acc.process_index, self.acc.num_processes
-        if state.get("world_size", 1) == world:
-            restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
-                        json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
-        else:  # weights, optimiser and batches continue exactly (global batches); dropout streams restart
-            logger.warning("fold %s: %s was written by %d process(es), resuming with %d: random streams restart "
-                           "from the seed", self.fold.name, path.name, state.get("world_size", 1), world)
-            set_seed(self.cfg.seed + 7919 * state["epoch"], device_specific=True)
+        self._restore_rng(path, state.get("world_size", 1), state["epoch"])
         if "best_ua" in state:  # state.json written before LoopState.best_ua was renamed best_score
             state["best_score"] = state.pop("best_ua")
         self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
         self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
+
+    def _restore_rng(self, path: Path, written_by: int, epoch: int) -> None:
+        """This rank's random state from the checkpoint, or a fresh seed when the world size changed."""
+        rank, world = self.acc.process_index, self.acc.num_processes
+        if written_by == world:
+            restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
+                        json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+            return
+        # weights, optimiser and (global) batches still continue exactly; only the dropout streams restart
+        logger.warning("fold %s: %s was written by %d process(es), resuming with %d: the random streams restart "
+                       "from the seed", self.fold.name, path.name, written_by, world)
+        set_seed(self.cfg.seed + 7919 * epoch, device_specific=True)  # a stream per resumed epoch and rank
 
     def _update_done(self) -> None:
         s, patience = self.state, self.cfg.optim.patience
