@@ -55,6 +55,7 @@ def run_cli(args: argparse.Namespace, run: Callable[..., Any], *, ablations: boo
     from gia_mic.distributed import launch_rank
     from gia_mic.media import MediaError
     from train.config import TrainConfig
+    from train.distributed import leave_process_group
     from train.loop import TrainingInterrupted
 
     main_process = launch_rank() == 0
@@ -70,6 +71,8 @@ def run_cli(args: argparse.Namespace, run: Callable[..., Any], *, ablations: boo
     except (ConfigError, MediaError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        leave_process_group()
     if not main_process:
         return 0
     _print_summary(output_dir, summary, ablations)

@@ -44,25 +44,34 @@ def make_accelerator(mixed_precision: str = "no"):
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import parse_flag_from_env
 
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         logger.warning("mixed_precision fp16 needs a GPU; training in fp32 on CPU")
         mixed_precision = "no"
     world = launch_world()
-    if world == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_PORT" in os.environ:
+    if world == 1 and parse_flag_from_env("ACCELERATE_USE_CPU") and "MASTER_PORT" in os.environ:
         logger.warning("accelerate launch --cpu starts a single process (several need an MPI hostfile); for "
                        "several CPU processes use torchrun or accelerate launch --multi_gpu (gloo without GPUs)")
     AcceleratorState._reset_state()
     GradientState._reset_state()
     accelerator = Accelerator(cpu=world > 1 and not _device_backend_available(), mixed_precision=mixed_precision,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    if accelerator.num_processes != world:
-        raise RuntimeError(f"the launcher started {world} processes but accelerate joined "
-                           f"{accelerator.num_processes} ({accelerator.distributed_type})")
+    if world > 1 and accelerator.num_processes == 1:  # never train N unaware copies on all the data
+        raise RuntimeError(f"the launcher started {world} processes but accelerate runs this one alone "
+                           f"({accelerator.distributed_type})")
     if world > 1:
         logger.info("process %d of %d (%s, %s)", accelerator.process_index, world, accelerator.distributed_type,
                     accelerator.device)
     return accelerator
+
+
+def leave_process_group() -> None:
+    """Ends this process's part in a multi-process run: exiting without it can abort in gloo's threads."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def per_process_batch(batch_size: int, world: int) -> int:
