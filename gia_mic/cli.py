@@ -2,6 +2,7 @@
 
 gia-mic predict clip.mp4 [--text T] [--modalities video,audio,text] [--model DIR_OR_ID] [--json]
 gia-mic evaluate --model DIR_OR_ID --manifest test.csv [--root DIR] [--modalities ...] [--json]
+torchrun --nproc_per_node N -m gia_mic.cli evaluate ...   (each process scores 1/N of the rows)
 
 A file name that starts with ``-`` goes after ``--``: ``gia-mic predict -- -clip.mp4``.
 User errors (bad files, fields, checkpoints) print one line on stderr and exit 2; JSON
@@ -20,6 +21,7 @@ from typing import Any
 
 from gia_mic.asr import DEFAULT_ASR_MODEL
 from gia_mic.configuration import normalize_modalities
+from gia_mic.distributed import Shards, launch_local_rank
 from gia_mic.errors import USER_ERRORS
 from gia_mic.hub import default_model
 from gia_mic.manifest import is_audio_file, read_manifest
@@ -123,18 +125,42 @@ def _score(recognizer, items: list[dict[str, Any]], modalities, batch_size: int,
     return y_true, y_pred
 
 
+def _device(requested: str | None, world: int) -> str | None:
+    """Under a multi-process launch on a GPU machine, each process takes its own GPU (``LOCAL_RANK``)."""
+    if world == 1 or requested not in (None, "cuda"):
+        return requested
+    import torch
+
+    return f"cuda:{launch_local_rank()}" if torch.cuda.is_available() else requested
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    """Exit 0: every usable row scored; 1: some rows failed (figures over the rest); 2: nothing scored."""
+    """Exit 0: every usable row scored; 1: some rows failed (figures over the rest); 2: nothing scored.
+
+    Under ``torchrun`` each process scores a contiguous share of the rows; rank 0 prints the
+    gathered result, and every process returns the same exit status.
+    """
     from gia_mic.metrics import classification_report
 
     modalities = normalize_modalities(args.modalities) if args.modalities else None
-    recognizer = _recognizer(args, isolate=not args.no_isolation)
-    items, errors, skipped = _evaluation_rows(args, recognizer.labels)
-    y_true, y_pred = _score(recognizer, items, modalities, args.batch_size, errors, not args.quiet)
+    with Shards() as shards:
+        args.device = _device(args.device, shards.world)
+        recognizer = _recognizer(args, isolate=not args.no_isolation)
+        items, errors, skipped = _evaluation_rows(args, recognizer.labels)
+        mine, failed = shards.share(items), []
+        scored = _score(recognizer, mine, modalities, args.batch_size, failed, not args.quiet and shards.rank == 0)
+        gathered = shards.gather((*scored, failed, len(mine)))
+    y_true = [y for part in gathered for y in part[0]]
+    y_pred = [y for part in gathered for y in part[1]]
+    errors += [e for part in gathered for e in part[2]]  # shares are contiguous: still in manifest order
     report = classification_report(y_true, y_pred, recognizer.labels)
     result = {"n": report["n"], "skipped": skipped, "wa": report["wa"], "ua": report["ua"],
               "macro_f1": report["macro_f1"], "per_class_recall": report["per_class_recall"],
-              "confusion": report["confusion"], "labels": report["labels"], "errors": errors}
+              "confusion": report["confusion"], "labels": report["labels"], "errors": errors,
+              "world_size": shards.world, "rows_per_process": [part[3] for part in gathered]}
+    code = 2 if not report["n"] else 1 if errors else 0
+    if shards.rank != 0:
+        return code
     if args.json:
         _say(_json(result))
     elif report["n"]:
@@ -148,8 +174,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         why = (f"{len(errors)} rows failed, e.g. {errors[0]}" if errors else
                f"no row has a label the model knows ({', '.join(recognizer.labels)}); {skipped} rows skipped")
         _say(f"gia-mic: error: nothing could be scored in {args.manifest}: {why}", file=sys.stderr)
-        return 2
-    return 1 if errors else 0
+    return code
 
 
 def _positive_int(text: str) -> int:

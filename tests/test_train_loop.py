@@ -176,9 +176,13 @@ def test_epoch_batches_shard_and_repeat():
     one = epoch_batches(10, 3, seed=1, epoch=2)
     assert sorted(i for b in one for i in b) == list(range(10))
     assert one == epoch_batches(10, 3, seed=1, epoch=2) != epoch_batches(10, 3, seed=1, epoch=3)
-    shards = [epoch_batches(10, 2, seed=0, epoch=0, rank=r, world=3) for r in range(3)]
-    assert len({sum(len(b) for b in s) for s in shards}) == 1  # equal steps on every rank
-    assert set(i for s in shards for b in s for i in b) == set(range(10))
+    shards = [epoch_batches(10, 3, seed=1, epoch=2, rank=r, world=3) for r in range(3)]
+    assert all(len(s) == len(one) for s in shards)  # every rank takes one step per global batch
+    for k, batch in enumerate(one):  # the global batch, split over the ranks
+        assert sorted(i for s in shards for i in s[k]) == sorted(batch) or len(batch) < 3
+    assert [s[-1] for s in shards] == [[one[-1][0]], [one[-1][0]], [one[-1][0]]]  # a last batch of 1, repeated
+    halves = [epoch_batches(12, 4, seed=0, epoch=0, rank=r, world=2) for r in range(2)]
+    assert [[len(b) for b in h] for h in halves] == [[2, 2, 2]] * 2
 
 
 def test_epoch_batches_grouped_by_modalities():
@@ -188,8 +192,18 @@ def test_epoch_batches_grouped_by_modalities():
     assert all(len({groups[i] for i in b}) == 1 for b in batches)
     assert batches == epoch_batches(23, 4, seed=0, epoch=1, groups=groups)
     shards = [epoch_batches(23, 4, seed=0, epoch=1, groups=groups, rank=r, world=2) for r in range(2)]
-    assert len(shards[0]) == len(shards[1])
-    assert {i for s in shards for b in s for i in b} == set(range(23))
+    assert len(shards[0]) == len(shards[1]) == len(batches)
+    for k, batch in enumerate(batches):
+        assert sorted(shards[0][k] + shards[1][k]) == sorted(batch) or len(batch) == 1
+
+
+def test_the_global_batch_must_split_evenly():
+    from gia_mic.configuration import ConfigError
+    from train.distributed import per_process_batch
+
+    assert per_process_batch(8, 1) == 8 and per_process_batch(8, 4) == 2
+    with pytest.raises(ConfigError, match="optim.batch_size 6 is the global batch.*multiple of the 4 processes"):
+        per_process_batch(6, 4)
 
 
 def test_a_finished_run_can_be_extended_on_resume(cli_run, tmp_path):

@@ -11,7 +11,9 @@ r"""Train GIA-MIC.
 Options: ``--set key=value`` (repeatable: ``--set optim.lr=1e-4 --set model.mic_weight=0``),
 ``--resume`` (continue an interrupted run from its last checkpoint), ``--ablations`` (the
 paper's ablation table, see ``train.ablate``), ``--push-to-hub ORG/NAME`` (publish after
-training). Multi-GPU: ``accelerate launch -m train --config ... --output-dir ...``.
+training). Several processes, GPUs or machines (DDP; ``optim.batch_size`` is the global batch):
+``torchrun --nproc_per_node 4 -m train --config ... --output-dir ...`` or ``accelerate launch -m train ...``
+(see ``train.distributed`` and the README).
 
 Writes ``DIR/results.json``, ``DIR/best/`` (or ``DIR/fold_<k>/best/``: checkpoints that
 ``EmotionRecognizer.from_pretrained`` loads, each with its model card), ``curves.png``, ``confusion.png`` and

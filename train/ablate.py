@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gia_mic.distributed import launch_rank
 from gia_mic.utils import atomic_write_text
 from train.cli import add_arguments, run_cli
 from train.config import TrainConfig, apply_override
@@ -86,10 +87,11 @@ def run_ablations(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fa
     for name in variants:
         results[name] = run_training(variant_config(cfg, name, cache_dir), output_dir / name, resume=resume,
                                      feature_memo=memo)
-    atomic_write_text(output_dir / "ablations.md", ablation_table(results))
-    atomic_write_text(output_dir / "ablations.json", json.dumps(
-        {name: ablation_entry(name, r) for name, r in results.items()},
-        indent=2) + "\n")
+    if launch_rank() == 0:
+        atomic_write_text(output_dir / "ablations.md", ablation_table(results))
+        atomic_write_text(output_dir / "ablations.json", json.dumps(
+            {name: ablation_entry(name, r) for name, r in results.items()},
+            indent=2) + "\n")
     return results
 
 

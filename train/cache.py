@@ -78,10 +78,13 @@ class FeatureCache:
 
     Args:
         root: Cache folder (created on first write).
+        read_only: Never write or delete (processes other than the main one of a multi-process
+            run: the main one fills the cache, the others read it or compute in memory).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, read_only: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
         self.stats = CacheStats()
 
     def key(self, identity: dict[str, Any], input_digest: str) -> str:
@@ -114,7 +117,8 @@ class FeatureCache:
                 raise ValueError("checksum mismatch")
         except (SafetensorError, KeyError, ValueError, UnicodeDecodeError, RuntimeError) as err:
             logger.warning("feature cache: corrupt entry %s (%s); recomputing", path.name, err)
-            path.unlink(missing_ok=True)
+            if not self.read_only:
+                path.unlink(missing_ok=True)
             self.stats.corrupt += 1
             return None
         self.stats.hits += 1
@@ -143,10 +147,14 @@ class FeatureCache:
 
     def link_source(self, alias: str, key: str) -> None:
         """Records that the source ``alias`` processes to the entry ``key`` (atomic)."""
+        if self.read_only:
+            return
         atomic_write_bytes(self._alias_path(alias), key.encode("ascii"))
 
     def put(self, key: str, features: torch.Tensor) -> None:
         """Stores ``features`` atomically (float tensors keep their dtype)."""
+        if self.read_only:
+            return
         features = features.detach().to("cpu").contiguous()
         checksum = torch.from_numpy(np.frombuffer(tensor_digest(features).encode("ascii"), dtype=np.uint8).copy())
         atomic_write_bytes(self.path(key), save({"features": features, "checksum": checksum}))

@@ -2,7 +2,8 @@
 
 Options, config loading, exit codes (2: bad config or data, 3: stopped by
 ``stop_after_epochs``), the printed summary and ``--push-to-hub``. The caller says what to run,
-so this module imports neither entry point.
+so this module imports neither entry point. Under ``torchrun`` / ``accelerate launch`` only
+rank 0 logs progress, prints the summary and publishes; the others log warnings and errors.
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ def run_cli(args: argparse.Namespace, run: Callable[..., Any], *, ablations: boo
         The exit status: 0, 1 (upload failed), 2 (bad config or data) or 3 (interrupted).
     """
     from gia_mic.configuration import ConfigError
+    from gia_mic.distributed import launch_rank
     from gia_mic.media import MediaError
     from train.config import TrainConfig
+    from train.distributed import leave_process_group
     from train.loop import TrainingInterrupted
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main_process = launch_rank() == 0
+    level = logging.WARNING if not main_process else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     output_dir = Path(args.output_dir)
     try:
         cfg = TrainConfig.load(args.config, args.overrides)
@@ -66,6 +71,10 @@ def run_cli(args: argparse.Namespace, run: Callable[..., Any], *, ablations: boo
     except (ConfigError, MediaError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        leave_process_group()
+    if not main_process:
+        return 0
     _print_summary(output_dir, summary, ablations)
     if args.push_to_hub:
         from train.publish import PublishError, publish

@@ -1,8 +1,9 @@
 """The training loop of one fold: Adam, CE + gamma * L_MIR, early stopping on validation UA.
 
-Runs unchanged on one CPU, one GPU or under ``accelerate launch`` (DDP): batches are
-sharded by process rank, ``TrainStep`` (``train.step``) is the module DDP wraps, mixed precision and
-gradient scaling come from ``accelerate``. Every epoch ends with an atomic training-state
+Runs unchanged on one CPU, one GPU or several processes under ``torchrun`` / ``accelerate
+launch`` (DDP, ``train.distributed``): every global batch is split over the ranks, their gradients
+are averaged, only rank 0 writes; ``TrainStep`` (``train.step``) is the module DDP wraps, mixed
+precision and gradient scaling come from ``accelerate``. Every epoch ends with an atomic training-state
 checkpoint; ``resume=True`` continues from the newest one and finishes exactly as an
 uninterrupted run would (same batches, same RNG streams, same optimiser state).
 """
@@ -40,12 +41,15 @@ from train.state import (
     read_tensors,
     restore_optimizer,
     restore_rng,
+    rng_state,
     save_checkpoint,
     trainable_state,
 )
 from train.step import TrainStep, build_batch
 
 logger = logging.getLogger(__name__)
+
+LOSSES = ("loss", "ce_loss", "mir_loss")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -65,44 +69,30 @@ class LoopState:
     best_report: dict[str, Any] | None = None
 
 
-def make_accelerator(cfg: TrainConfig):
-    """An ``Accelerator`` for this config (state reset so several runs share a process)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.state import AcceleratorState, GradientState
-
-    precision = cfg.mixed_precision
-    if precision == "fp16" and not torch.cuda.is_available():
-        logger.warning("mixed_precision fp16 needs a GPU; training in fp32 on CPU")
-        precision = "no"
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    return Accelerator(mixed_precision=precision,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-
 def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
                   groups: Sequence[object] | None = None) -> list[list[int]]:
-    """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank.
+    """This process's share of the batches of epoch ``epoch`` (a seeded permutation).
+
+    ``batch_size`` is the global batch: every batch is the same on every rank, and rank ``r``
+    takes its samples ``r, r + world, ...``, so the ranks' mean gradients average to the
+    batch's (exactly when it splits evenly). A batch smaller than ``world`` (an epoch's
+    or a group's last) is repeated so that every rank takes as many steps.
 
     With ``groups`` (one key per sample, e.g. which modalities it has), a batch only holds
     samples of one group and the batch order is shuffled: a text-only sample is then never
-    padded to the length of a speech clip. Every rank gets the same number of batches.
+    padded to the length of a speech clip.
     """
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
     if groups is None:
-        per_rank = -(-n // world)
-        order += order[: per_rank * world - n]  # every rank gets the same number of samples
-        shard = order[rank::world]
-        return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
-    members: dict[object, list[int]] = {}
-    for i in order:
-        members.setdefault(groups[i], []).append(i)
-    batches = [m[i : i + batch_size] for m in members.values() for i in range(0, len(m), batch_size)]
-    batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    per_rank = -(-len(batches) // world)
-    batches += batches[: per_rank * world - len(batches)]
-    return batches[rank::world]
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    else:
+        members: dict[object, list[int]] = {}
+        for i in order:
+            members.setdefault(groups[i], []).append(i)
+        batches = [m[i : i + batch_size] for m in members.values() for i in range(0, len(m), batch_size)]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return [b[rank::world] or [b[rank % len(b)]] for b in batches]
 
 
 class FoldTrainer:
@@ -112,7 +102,7 @@ class FoldTrainer:
         cfg: The run's config.
         fold: Training and validation samples.
         out_dir: The fold's folder (``best/``, ``checkpoints/``).
-        accelerator: From ``make_accelerator``.
+        accelerator: From ``train.distributed.make_accelerator``.
         cache: The frozen-feature cache.
         features: Precomputed frozen features (skips extraction; benchmarks).
         memo: Frozen features shared with other runs of the same encoders (``run_training``).
@@ -135,7 +125,10 @@ class FoldTrainer:
         o = cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-        self.step, self.optimizer = accelerator.prepare(TrainStep(self.model), optimizer)
+        self.module = TrainStep(self.model)
+        self.step, self.optimizer = accelerator.prepare(self.module, optimizer)
+        if accelerator.num_processes > 1:  # same initial weights, but each rank its own dropout masks
+            set_seed(cfg.seed, device_specific=True)
         self.params = params
         self.state = LoopState()
 
@@ -179,11 +172,12 @@ class FoldTrainer:
         return build_batch(samples, self.features, self.model,
                            synthetic_seconds=self.cfg.data.synthetic_seconds).to(self.acc.device)
 
-    def _forward(self, batch) -> dict[str, torch.Tensor]:
+    def _forward(self, batch, module: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
         with self.acc.autocast():
-            return self.step(batch.cached, batch.inputs, batch.modality_mask, batch.labels, batch.weights)
+            return (module or self.step)(batch.cached, batch.inputs, batch.modality_mask, batch.labels, batch.weights)
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Mean losses of the epoch's global batches and ``samples_per_process`` (one count per rank)."""
         o, acc = self.cfg.optim, self.acc
         groups = [self._modality_key(x) for x in self.fold.train] if o.group_by_modalities else None
         batches = epoch_batches(len(self.fold.train), o.batch_size, seed=self.cfg.seed, epoch=epoch,
@@ -193,6 +187,7 @@ class FoldTrainer:
         bar = tqdm(batches, desc=f"fold {self.fold.name} epoch {epoch + 1}", unit="batch", leave=False,
                    disable=not (self.cfg.progress and acc.is_main_process))
         self.optimizer.zero_grad()
+        seen = 0
         for i, index in enumerate(bar):
             group_start = i - i % o.grad_accum_steps
             group_size = min(o.grad_accum_steps, len(batches) - group_start)
@@ -205,13 +200,19 @@ class FoldTrainer:
                     acc.clip_grad_norm_(self.params, o.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad()
-            for name in ("loss", "ce_loss", "mir_loss"):
+            for name in LOSSES:
                 totals[name] += float(out[name].detach())
+            seen += len(index)
             bar.set_postfix(loss=f"{totals['loss'] / (i + 1):.4f}")
-        return {k: v / max(len(batches), 1) for k, v in totals.items()}
+        stats = {k: totals[k] / max(len(batches), 1) for k in LOSSES}
+        if acc.num_processes > 1:  # the global batches' loss: the mean over the ranks' equal shares
+            means = acc.reduce(torch.tensor([stats[k] for k in LOSSES], dtype=torch.float64, device=acc.device), "mean")
+            stats = dict(zip(LOSSES, means.tolist()))
+        return {**stats, "samples_per_process": gather_object([seen])}
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[dict[str, Any], float]:
+        """Every rank scores its share of the validation set; the predictions are gathered on all."""
         acc, val = self.acc, self.fold.val
         self.step.eval()
         shard = list(range(acc.process_index, len(val), acc.num_processes))
@@ -219,7 +220,7 @@ class FoldTrainer:
         preds, loss_sum = [], 0.0
         for start in range(0, len(shard), size):
             index = shard[start : start + size]
-            out = self._forward(self._batch([val[j] for j in index]))
+            out = self._forward(self._batch([val[j] for j in index]), self.module)  # no DDP: shares may differ
             preds += list(zip(index, out["logits"].argmax(dim=-1).tolist()))
             loss_sum += float(out["ce_loss"]) * len(index)
         preds = dict(gather_object(preds))
@@ -243,11 +244,12 @@ class FoldTrainer:
             return sum(values) / len(values)
         return report["ua"]
 
-    def _record(self, epoch: int, stats: dict[str, float], report: dict[str, Any], val_loss: float) -> None:
+    def _record(self, epoch: int, stats: dict[str, Any], report: dict[str, Any], val_loss: float) -> None:
         s = self.state
         s.history.append({"epoch": epoch + 1, "train_loss": stats.get("loss"), "train_ce": stats.get("ce_loss"),
-                          "train_mir": stats.get("mir_loss"), "val_loss": val_loss, "val_wa": report["wa"],
-                          "val_ua": report["ua"], "val_macro_f1": report["macro_f1"],
+                          "train_mir": stats.get("mir_loss"), "train_samples": stats.get("samples_per_process"),
+                          "val_loss": val_loss, "val_wa": report["wa"], "val_ua": report["ua"],
+                          "val_macro_f1": report["macro_f1"],
                           **{f"val_ua_{c}": r["ua"] for c, r in report.get("by_corpus", {}).items()}})
         score = self._score(report)
         improved = not math.isnan(score) and score > s.best_score
@@ -285,12 +287,14 @@ class FoldTrainer:
             tensors, meta = optimizer_state(self.optimizer)
             save_file(tensors, str(staging / "optimizer.safetensors"))
             scaler = self.acc.scaler.state_dict() if self.acc.scaler is not None else None
-            state = {**asdict(self.state), "optimizer": meta, "scaler": scaler, "frozen_encoders": self.frozen_id}
+            state = {**asdict(self.state), "optimizer": meta, "scaler": scaler, "frozen_encoders": self.frozen_id,
+                     "world_size": self.acc.num_processes}
             atomic_write_text(staging / "state.json", json.dumps(state, indent=1) + "\n")
             self.cfg.save(staging / "train_config.yaml")
 
+        rng = gather_object([rng_state()])  # every rank's generators, written by rank 0
         save_checkpoint(self.ckpt_root, f"epoch-{self.state.epoch:04d}", is_main=self.acc.is_main_process,
-                        rank=self.acc.process_index, barrier=self.acc.wait_for_everyone, write_main=write_main,
+                        rng=rng, barrier=self.acc.wait_for_everyone, write_main=write_main,
                         keep=self.cfg.keep_checkpoints)
 
     def _resume(self) -> None:
@@ -305,14 +309,24 @@ class FoldTrainer:
         restore_optimizer(self.optimizer, read_tensors(path / "optimizer.safetensors"), state["optimizer"])
         if state["scaler"] is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(state["scaler"])
-        rank = self.acc.process_index
-        restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
-                    json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+        self._restore_rng(path, state.get("world_size", 1), state["epoch"])
         if "best_ua" in state:  # state.json written before LoopState.best_ua was renamed best_score
             state["best_score"] = state.pop("best_ua")
         self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
         self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
+
+    def _restore_rng(self, path: Path, written_by: int, epoch: int) -> None:
+        """This rank's random state from the checkpoint, or a fresh seed when the world size changed."""
+        rank, world = self.acc.process_index, self.acc.num_processes
+        if written_by == world:
+            restore_rng(read_tensors(path / f"rng-{rank}.safetensors"),
+                        json.loads((path / f"rng-{rank}.json").read_text(encoding="utf-8")))
+            return
+        # weights, optimiser and (global) batches still continue exactly; only the dropout streams restart
+        logger.warning("fold %s: %s was written by %d process(es), resuming with %d: the random streams restart "
+                       "from the seed", self.fold.name, path.name, written_by, world)
+        set_seed(self.cfg.seed + 7919 * epoch, device_specific=True)  # a stream per resumed epoch and rank
 
     def _update_done(self) -> None:
         s, patience = self.state, self.cfg.optim.patience

@@ -3,7 +3,7 @@
 Layout of ``output_dir``:
 
     train_config.yaml        the resolved config
-    results.json             per-fold validation metrics at the best epoch, mean and std
+    results.json             per-fold validation metrics at the best epoch, mean and std, world size
     best/                    (single split) self-contained checkpoint for EmotionRecognizer + its card
     fold_<k>/best/           (cross-validation) one per fold
     [fold_<k>/]checkpoints/  training state for --resume
@@ -27,7 +27,8 @@ from gia_mic.utils import atomic_write_text
 from train.cache import FeatureCache
 from train.config import TrainConfig
 from train.data import Fold, Sample, make_folds, read_manifest, synthetic_samples
-from train.loop import FoldTrainer, make_accelerator
+from train.distributed import make_accelerator, per_process_batch
+from train.loop import FoldTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,13 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def summarize(folds: list[dict[str, Any]], labels: list[str], dropped: Counter | None = None) -> dict[str, Any]:
-    """``results.json``: per-fold metrics, their mean and (population) standard deviation."""
+def summarize(folds: list[dict[str, Any]], labels: list[str], dropped: Counter | None = None, *,
+              world_size: int = 1, per_process_batch_size: int | None = None) -> dict[str, Any]:
+    """``results.json``: per-fold metrics, their mean and (population) standard deviation.
+
+    ``world_size``: the processes that trained, each on ``per_process_batch_size`` samples of
+    every global batch (``optim.batch_size``).
+    """
     keys = ("wa", "ua", "macro_f1")
     values = {k: np.array([f[k] for f in folds], dtype=np.float64) for k in keys}
     return {
@@ -101,6 +107,8 @@ def summarize(folds: list[dict[str, Any]], labels: list[str], dropped: Counter |
         "std": {k: float(values[k].std()) for k in keys},
         "labels": list(labels),
         "dropped": dict(dropped or {}),
+        "world_size": world_size,
+        **({"per_process_batch_size": per_process_batch_size} if per_process_batch_size else {}),
     }
 
 
@@ -123,14 +131,17 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
         ConfigError: bad config, data or output folder.
     """
     output_dir = Path(output_dir)
-    accelerator = make_accelerator(cfg)
+    accelerator = make_accelerator(cfg.mixed_precision)
+    world = accelerator.num_processes
+    share = per_process_batch(cfg.optim.batch_size, world)
     _check_output_dir(cfg, output_dir, resume)
     samples, dropped = load_samples(cfg)
     folds = make_folds(samples, val_fraction=cfg.data.val_fraction, num_folds=cfg.data.num_folds, seed=cfg.seed,
                        only=cfg.data.folds)
+    accelerator.wait_for_everyone()  # every rank has checked the folder before rank 0 writes into it
     if accelerator.is_main_process:  # only once the data are known to be readable
         cfg.save(output_dir / "train_config.yaml")
-    cache = FeatureCache(cfg.data.cache_dir or output_dir / "feature_cache")
+    cache = FeatureCache(cfg.data.cache_dir or output_dir / "feature_cache", read_only=not accelerator.is_main_process)
     labels = cfg.model.labels
     results = []
     for fold in folds:
@@ -146,7 +157,7 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
             atomic_write_text(done, json.dumps(result, indent=1) + "\n")
             _plots(result, labels, out, f"fold {fold.name}" if len(folds) > 1 else "validation")
         results.append(result)
-    summary = summarize(results, labels, dropped)
+    summary = summarize(results, labels, dropped, world_size=world, per_process_batch_size=share)
     if accelerator.is_main_process:
         atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
         if len(folds) > 1:

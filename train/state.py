@@ -5,11 +5,12 @@ A checkpoint is a folder ``checkpoints/epoch-NNNN/`` holding
     model.safetensors       every weight except the frozen encoders (rebuilt from the seed
                             or their Hub id, and fingerprinted in state.json)
     optimizer.safetensors   optimiser state tensors; param groups and scalars in state.json
-    rng-<rank>.safetensors  torch / CUDA / NumPy generator states (+ rng-<rank>.json)
-    state.json              epoch, best metric, patience counter, history, scaler
+    rng-<rank>.safetensors  each process's torch / CUDA / NumPy generator states (+ rng-<rank>.json)
+    state.json              epoch, best metric, patience counter, history, scaler, world size
     train_config.yaml       the run's config
 
-It is written into a ``.partial`` folder and renamed into place, and only then does
+Only the main process writes (the others' generator states are gathered to it), into a
+``.partial`` folder and renamed into place, and only then does
 ``checkpoints/last.json`` point at it: an interrupted write never leaves a checkpoint
 that resume would read.
 """
@@ -21,7 +22,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,29 +101,26 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(root: Path, name: str, *, is_main: bool, rank: int, barrier: Callable[[], None],
-                    write_main: Callable[[Path], None], keep: int = 1) -> Path:
-    """Writes a checkpoint folder atomically and points ``last.json`` at it.
+def save_checkpoint(root: Path, name: str, *, is_main: bool, rng: Sequence[tuple[dict[str, torch.Tensor], dict[str, Any]]],
+                    barrier: Callable[[], None], write_main: Callable[[Path], None], keep: int = 1) -> Path:
+    """Writes a checkpoint folder atomically and points ``last.json`` at it (main process only).
 
     Args:
         root: The ``checkpoints`` folder.
         name: Folder name, e.g. ``epoch-0003``.
-        is_main: This process writes the model, optimiser and state files.
-        rank: This process's index (its RNG file).
+        is_main: This process writes; the others only wait.
+        rng: Every process's ``rng_state()``, in rank order (gathered on the main process).
         barrier: Synchronises processes (``accelerator.wait_for_everyone``).
-        write_main: Writes the main-process files into the staging folder.
+        write_main: Writes the model, optimiser and state files into the staging folder.
         keep: Newest checkpoints kept; older ones are deleted after the pointer moves.
     """
     staging, final = root / f".{name}.partial", root / name
     if is_main:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-    barrier()
-    tensors, meta = rng_state()
-    save_file(tensors, str(staging / f"rng-{rank}.safetensors"))
-    atomic_write_text(staging / f"rng-{rank}.json", json.dumps(meta))
-    barrier()
-    if is_main:
+        for rank, (tensors, meta) in enumerate(rng):
+            save_file(tensors, str(staging / f"rng-{rank}.safetensors"))
+            atomic_write_text(staging / f"rng-{rank}.json", json.dumps(meta))
         write_main(staging)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
