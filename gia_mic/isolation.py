@@ -42,6 +42,7 @@ DEFAULT_CPU_SECONDS = 120
 DEFAULT_WALL_SECONDS = 180
 _ARRAYS = ("frames", "frame_times", "audio")
 DEFAULT_TARGET = "gia_mic.media:decode_clip"
+DEFAULT_STREAM_TARGET = "gia_mic.audio_stream:stream_audio"
 _STARTUP_SECONDS = 120.0
 _DTYPES = {"frames": ("|u1",), "frame_times": ("<f8",), "audio": ("<f4",)}
 
@@ -126,13 +127,27 @@ def _failure(kind: str, message: str = "") -> list[bytes]:
     return [json.dumps({"ok": False, "kind": kind, "message": message}).encode("utf-8")]
 
 
-def _serve(memory_mb: int, cpu_seconds: int, target: str) -> None:  # pragma: no cover - runs in the worker
-    """Decodes one request at a time from stdin until the parent closes it."""
+def _transcode(request: dict[str, Any], stream_audio: Any) -> int:
+    """Streams a file's audio into raw little-endian float32 samples at ``out``; returns the count."""
+    count = 0
+    with open(request["out"], "wb") as handle:
+        for chunk in stream_audio(request["path"], sample_rate=int(request["sample_rate"]), end=request["max_seconds"]):
+            handle.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
+            count += len(chunk)
+    return count
+
+
+def _load(target: str) -> Any:
     import importlib
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     module, name = target.split(":")
-    decode = getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def _serve(memory_mb: int, cpu_seconds: int, target: str, stream_target: str) -> None:  # pragma: no cover - worker
+    """Decodes one request at a time from stdin until the parent closes it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    decode, stream = _load(target), _load(stream_target)
     _set_memory_limit(memory_mb)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but results may reach the pipe
@@ -144,7 +159,10 @@ def _serve(memory_mb: int, cpu_seconds: int, target: str) -> None:  # pragma: no
             return
         _allow_cpu(cpu_seconds)
         try:
-            parts = _encode_clip(decode(request["path"], **request["kwargs"]))
+            if request.get("op") == "transcode":
+                parts = [json.dumps({"ok": True, "samples": _transcode(request, stream)}).encode("utf-8")]
+            else:
+                parts = _encode_clip(decode(request["path"], **request["kwargs"]))
         except MediaError as err:
             parts = _failure("media", str(err))
         except MemoryError:
@@ -168,9 +186,10 @@ def _result_bytes(kwargs: dict[str, Any]) -> int:
 class _Worker:
     """One ``python -m gia_mic.isolation`` process speaking length-prefixed frames on stdin/stdout."""
 
-    def __init__(self, limits: Limits, target: str) -> None:
+    def __init__(self, limits: Limits, target: str, stream_target: str) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1")
-        args = [sys.executable, "-m", "gia_mic.isolation", str(limits.memory_mb), str(limits.cpu_seconds), target]
+        args = [sys.executable, "-m", "gia_mic.isolation", str(limits.memory_mb), str(limits.cpu_seconds), target,
+                stream_target]
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                         start_new_session=True)
         self.ready = False
@@ -206,17 +225,19 @@ class IsolatedDecoder:
     Args:
         limits: Memory, CPU-time and wall-time limits per file.
         max_workers: Workers kept alive for concurrent callers (more callers wait).
-        target: ``"module:function"`` the worker calls; default ``DEFAULT_TARGET``, i.e.
-            ``media.decode_clip`` (tests swap in functions that crash, hang or exhaust memory).
+        target: ``"module:function"`` the worker decodes clips with; default ``DEFAULT_TARGET``,
+            i.e. ``media.decode_clip`` (tests swap in functions that crash, hang or exhaust memory).
+        stream_target: The same for ``transcode`` (default ``audio_stream.stream_audio``).
 
     A call takes the same keyword arguments as ``media.decode_clip`` and returns the same
     ``DecodedClip``; a crash, hang or memory blow-up raises ``MediaError`` naming the file.
     """
 
     def __init__(self, limits: Limits | None = None, *, max_workers: int = 2,
-                 target: str | None = None) -> None:
+                 target: str | None = None, stream_target: str | None = None) -> None:
         self.limits = limits or Limits()
         self.target = target or DEFAULT_TARGET
+        self.stream_target = stream_target or DEFAULT_STREAM_TARGET
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max(1, max_workers))
@@ -229,7 +250,7 @@ class IsolatedDecoder:
                 if worker.alive():
                     return worker
                 worker.stop()
-        return _Worker(self.limits, self.target)
+        return _Worker(self.limits, self.target, self.stream_target)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -241,13 +262,31 @@ class IsolatedDecoder:
     def __call__(self, path: str | os.PathLike, **kwargs: Any) -> DecodedClip:
         """Decodes ``path`` in a worker; see ``media.decode_clip`` for ``kwargs``."""
         file = Path(os.fspath(path))
-        request = json.dumps({"path": str(file), "kwargs": kwargs}).encode("utf-8")
+        request = {"path": str(file), "kwargs": kwargs}
+        return self._ask(file, request, lambda worker: self._receive(worker, file, _result_bytes(kwargs)))
+
+    def transcode(self, path: str | os.PathLike, out: str | os.PathLike, *, sample_rate: int,
+                  max_seconds: float | None = None) -> int:
+        """Writes the audio of ``path`` (any length, streamed) to ``out`` as raw float32 mono samples.
+
+        The untrusted container is parsed in the worker; what comes back is plain PCM that
+        ``numpy.memmap`` reads in bounded memory. Returns the number of samples.
+
+        Raises:
+            MediaError: the file cannot be read, has no audio, or crashed, hung or bombed the worker.
+        """
+        file = Path(os.fspath(path))
+        request = {"op": "transcode", "path": str(file), "out": str(Path(out)), "sample_rate": int(sample_rate),
+                   "max_seconds": max_seconds}
+        return self._ask(file, request, lambda worker: self._receive_count(worker, file))
+
+    def _ask(self, file: Path, request: dict[str, Any], receive: Any) -> Any:
         with self._slots:
             worker = self._take()
             try:
                 worker.start()
-                _write(worker.process.stdin, request)
-                clip = self._receive(worker, file, _result_bytes(kwargs))
+                _write(worker.process.stdin, json.dumps(request).encode("utf-8"))
+                result = receive(worker)
             except (BrokenPipeError, EOFError):
                 worker.stop()
                 raise MediaError(self._death(worker, file)) from None
@@ -255,7 +294,25 @@ class IsolatedDecoder:
                 worker.stop()
                 raise
             self._give_back(worker)
-            return clip
+            return result
+
+    def _receive_count(self, worker: _Worker, file: Path) -> int:
+        if not worker.wait_readable(self.limits.wall_seconds):
+            raise MediaError(f"{file}: decoding took longer than {self.limits.wall_seconds:g} s and was stopped "
+                             "(the file may be damaged or crafted)")
+        try:
+            header = json.loads(_read(worker.process.stdout, 1 << 20).decode("utf-8"))
+        except (KeyError, TypeError, ValueError) as err:
+            raise MediaError(f"{file}: the decoder returned a malformed result ({type(err).__name__})") from None
+        if not header.get("ok"):
+            self._raise_failure(file, header)
+        return int(header["samples"])
+
+    def _raise_failure(self, file: Path, header: dict[str, Any]) -> None:
+        if header.get("kind") == "memory":
+            raise MediaError(f"{file}: decoding needs more than {self.limits.memory_mb} MB of memory "
+                             "(the file may be damaged or crafted)")
+        raise MediaError(str(header.get("message")))
 
     def _receive(self, worker: _Worker, file: Path, limit: int) -> DecodedClip:
         deadline = time.monotonic() + self.limits.wall_seconds
@@ -277,10 +334,7 @@ class IsolatedDecoder:
             raise MediaError(self._death(worker, file)) from None
         except (KeyError, TypeError, ValueError, AttributeError) as err:  # a worker that breaks the protocol
             raise MediaError(f"{file}: the decoder returned a malformed result ({type(err).__name__})") from None
-        if failure[0] == "memory":
-            raise MediaError(f"{file}: decoding needs more than {self.limits.memory_mb} MB of memory "
-                             "(the file may be damaged or crafted)")
-        raise MediaError(failure[1])
+        self._raise_failure(file, {"kind": failure[0], "message": failure[1]})
 
     @staticmethod
     def _array(stream, name: str, spec: dict[str, Any], limit: int) -> np.ndarray:
@@ -314,4 +368,4 @@ class IsolatedDecoder:
 
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
-    _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -18,6 +18,7 @@ A recording with no speech gives an empty timeline whose ``message`` says so.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -129,14 +130,31 @@ def summarize(segments: Sequence[Segment], labels: Sequence[str]) -> TimelineSum
 
 
 # ---------------------------------------------------------------------------------- the recording
+@dataclass
+class PcmFile:
+    """Raw little-endian float32 mono samples at the model's rate (an isolated worker's transcode)."""
+
+    path: Path
+    samples: int
+    name: str
+
+
 class _Recording:
-    """A file (streamed) or an in-memory waveform, read as mono float32 chunks at the model's rate."""
+    """A file (streamed), raw PCM (memory-mapped) or an in-memory waveform, read as mono float32 chunks."""
 
     def __init__(self, source: Any, rate: int, min_seconds: float) -> None:
         self.rate = rate
         self.path: Path | None = None
         self.array: np.ndarray | None = None
-        if isinstance(source, (str, Path)):
+        self.display: str | None = None
+        self.pcm: Path | None = None
+        if isinstance(source, PcmFile):
+            if source.samples < min_seconds * rate:
+                raise MediaError(f"{source.name}: its audio is {source.samples / rate:.2f} s long; at least "
+                                 f"{min_seconds:g} s is needed")
+            self.pcm = source.path
+            self.display, self.declared = source.name, source.samples / rate
+        elif isinstance(source, (str, Path)):
             info = probe_media(source)
             if not info.has_audio:
                 raise MediaError(f"{info.path} has no audio track: a timeline needs speech")
@@ -150,11 +168,15 @@ class _Recording:
 
     @property
     def name(self) -> str | None:
-        return None if self.path is None else str(self.path)
+        return self.display if self.path is None else str(self.path)
 
     def chunks(self, seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
-        if self.array is not None:
-            step = max(1, round(seconds * self.rate))
+        step = max(1, round(seconds * self.rate))
+        if self.pcm is not None:
+            with open(self.pcm, "rb") as handle:  # one chunk in memory at a time
+                while len(chunk := np.fromfile(handle, dtype="<f4", count=step)):
+                    yield chunk.astype(np.float32, copy=False)
+        elif self.array is not None:
             yield from (self.array[i : i + step] for i in range(0, len(self.array), step))
         else:
             yield from stream_audio(self.path, sample_rate=self.rate, chunk_seconds=seconds)
@@ -363,6 +385,14 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     recognizer.check_modalities(modalities)
+    decoder = getattr(recognizer, "decoder", None)
+    if isinstance(source, (str, Path)) and hasattr(decoder, "transcode"):
+        with tempfile.TemporaryDirectory(prefix="gia-mic-timeline-") as folder:  # the file is parsed in the sandbox
+            pcm = Path(folder) / "audio.f32"
+            samples = decoder.transcode(source, pcm, sample_rate=recognizer.config.sample_rate)
+            return build_timeline(recognizer, PcmFile(pcm, samples, str(source)), method=method, modalities=modalities,
+                                  spans=spans, batch_size=batch_size, vad=vad, window_seconds=window_seconds,
+                                  context_seconds=context_seconds, progress=progress)
     config, timings = recognizer.config, {}
     rec = _Recording(source, config.sample_rate, config.min_audio_seconds)
     start = time.perf_counter()

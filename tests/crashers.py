@@ -40,3 +40,14 @@ def crash_on_name(path, **kwargs):
     if Path(path).name.startswith("crash"):
         segfault(path)
     return decode_clip(path, **kwargs)
+
+
+def stream_crash_on_name(path, **kwargs):
+    """``audio_stream.stream_audio``, except that a file named ``crash*`` kills the process."""
+    from pathlib import Path
+
+    from gia_mic.audio_stream import stream_audio
+
+    if Path(path).name.startswith("crash"):
+        segfault(path)
+    return stream_audio(path, **kwargs)

@@ -580,3 +580,28 @@ def test_decoder_fuzz_never_crashes_or_leaks_other_errors(tmp_path):
                           text=True, env=ENV, timeout=600)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "no case ran"
     assert proc.returncode == 0 and last == "done", f"exit {proc.returncode} at {last}: {proc.stderr[-800:]}"
+
+
+def test_timeline_of_an_untrusted_file_is_decoded_in_the_sandbox(tiny_checkpoint, tmp_path):
+    from gia_mic.errors import MediaError
+    from gia_mic.isolation import IsolatedDecoder
+    from gia_mic.pipeline import EmotionRecognizer
+    from tests.clips import speech_like
+
+    rate = 16000
+    wave = np.concatenate([speech_like(3.0, rate=rate), np.zeros(2 * rate), speech_like(2.5, rate=rate, f0=180.0)])
+    sf.write(tmp_path / "talk.wav", wave.astype(np.float32), rate)
+    plain = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
+    boxed = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
+    boxed.decoder = IsolatedDecoder(target="tests.crashers:crash_on_name",
+                                    stream_target="tests.crashers:stream_crash_on_name")
+    try:
+        want, got = plain.timeline(tmp_path / "talk.wav"), boxed.timeline(tmp_path / "talk.wav")
+        assert got.source == str(tmp_path / "talk.wav") and got.duration == pytest.approx(want.duration)
+        assert [(s.start, s.end, s.label) for s in got.segments] == [(s.start, s.end, s.label) for s in want.segments]
+        assert got.segments, "the generated speech should give segments"
+        shutil.copy(tmp_path / "talk.wav", tmp_path / "crash.wav")
+        with pytest.raises(MediaError, match="crashed the media decoder"):
+            boxed.timeline(tmp_path / "crash.wav")
+    finally:
+        boxed.decoder.close()
