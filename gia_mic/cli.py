@@ -12,9 +12,7 @@ output is always strict JSON (no NaN).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,9 @@ from typing import Any
 from gia_mic.asr import DEFAULT_ASR_MODEL
 from gia_mic.configuration import normalize_modalities
 from gia_mic.distributed import Shards, launch_local_rank
-from gia_mic.errors import USER_ERRORS
+from gia_mic.errors import USER_ERRORS, InputError
 from gia_mic.hub import default_model
-from gia_mic.manifest import is_audio_file, read_manifest
+from gia_mic.manifest import read_manifest
 
 
 def _say(*parts: object, file=None) -> None:
@@ -34,16 +32,9 @@ def _say(*parts: object, file=None) -> None:
 
 def _json(data: Any) -> str:
     """Strict JSON: a non-finite number (never expected) becomes null instead of invalid ``NaN``."""
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
+    from gia_mic.utils import strict_json
 
-    return json.dumps(clean(data), indent=2, allow_nan=False)
+    return strict_json(data, indent=2)
 
 
 def _recognizer(args: argparse.Namespace, *, isolate: bool = False):
@@ -55,28 +46,106 @@ def _recognizer(args: argparse.Namespace, *, isolate: bool = False):
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Exit 0: every file analysed; 1: some files failed (their rows say why); 2: a user error."""
+    from gia_mic.predict_files import expand_inputs
+
+    files = expand_inputs(args.paths)
+    many = len(files) > 1 or any(Path(p).is_dir() for p in args.paths)
+    if args.text is not None and many:
+        raise InputError("--text gives one transcript: use it with a single file")
+    out = Path(args.out) if args.out else None
+    fmt = _output_format(args, out, many)
+    if args.timeline and args.no_timeline:
+        raise InputError("--timeline and --no-timeline contradict each other: give one")
+    timeline = True if args.timeline or fmt in ("srt", "vtt") else False if args.no_timeline else None
+    recognizer = _recognizer(args, isolate=many and not args.no_isolation)
+    results = _analyse(args, recognizer, files, timeline, progress=many and not args.quiet)
+    if not many and results[0].failed:
+        raise InputError(results[0].error)
+    _write_results(args, results, fmt, out, recognizer.labels, many)
+    return 1 if any(r.failed for r in results) else 0
+
+
+def _output_format(args: argparse.Namespace, out: Path | None, many: bool) -> str | None:
+    from gia_mic.predict_files import format_for
+
+    fmt = format_for(out, args.format, as_json=args.json)
+    if fmt in ("srt", "vtt") and many and (out is None or out.suffix):
+        raise InputError(f"{fmt} subtitles hold one recording: with several files give --out FOLDER "
+                         "(one subtitle file per input)")
+    return fmt
+
+
+def _analyse(args: argparse.Namespace, recognizer, files: list[Path], timeline: bool | None, *, progress: bool):
+    from tqdm import tqdm
+
+    from gia_mic.predict_files import analyse
+
     modalities = normalize_modalities(args.modalities) if args.modalities else None
-    path = Path(args.path)
-    recognizer = _recognizer(args)
-    audio_only = is_audio_file(path)
-    pred = recognizer(video=None if audio_only else path, audio=path if audio_only else None,
-                      text=args.text, modalities=modalities)
-    result = {"label": pred.label, "scores": pred.scores, "transcript": pred.transcript,
-              "transcript_source": pred.transcript_source, "modalities_used": pred.modalities_used,
-              "per_modality": pred.per_modality, "agreement": pred.agreement,
-              "timings_ms": {k: round(v, 2) for k, v in pred.timings_ms.items()}}
-    if args.json:
-        _say(_json(result))
-        return 0
-    _say(f"{path.name}: {pred.label}")
-    for s in pred.scores:
-        _say(f"  {s['label']:<12} {s['score']:6.3f}  {'#' * round(40 * s['score'])}")
-    _say(f"modalities used: {', '.join(pred.modalities_used)}")
-    for m, why in pred.missing.items():
-        _say(f"  not used: {m} ({why})")
-    _say(f"transcript ({pred.transcript_source}): {pred.transcript!r}")
-    _say(f"time: {pred.timings_ms['total']:.0f} ms")
-    return 0
+    with tqdm(total=len(files), desc="predicting", unit="file", file=sys.stderr, disable=not progress) as bar:
+        return analyse(recognizer, files, text=args.text, modalities=modalities, timeline=timeline,
+                       method=args.method, batch_size=args.batch_size, progress=bar.update)
+
+
+def _write_results(args: argparse.Namespace, results, fmt: str | None, out: Path | None, labels, many: bool) -> None:
+    from gia_mic.predict_files import render, subtitles, text_lines
+    from gia_mic.utils import atomic_write_text
+
+    if fmt in ("srt", "vtt"):
+        for r in results:
+            if r.failed:
+                _say(f"gia-mic: {r.file}: error: {r.error}", file=sys.stderr)
+            elif out is not None and many:
+                atomic_write_text(out / f"{Path(r.file).stem}.{fmt}", subtitles(r, fmt))
+            elif out is not None:
+                atomic_write_text(out, subtitles(r, fmt))
+            else:
+                sys.stdout.write(subtitles(r, fmt))
+        return
+    if fmt is None:
+        lines = _clip_lines(results[0]) if not many and results[0].prediction is not None else (
+            _timeline_lines(results[0]) if not many else text_lines(results))
+        text = "\n".join(lines) + "\n"
+    else:
+        text = render(results, fmt, labels, single=not many)
+    if out is not None:
+        atomic_write_text(out, text)
+        failed = sum(r.failed for r in results)
+        _say(f"wrote {out}: {len(results)} files, {failed} failed", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def _clip_lines(result) -> list[str]:
+    from gia_mic.predict_files import PLAIN_NAMES
+
+    pred, name = result.prediction, Path(result.file).name
+    lines = [f"{name}: {pred.label}"]
+    lines += [f"  {s['label']:<12} {s['score']:6.3f}  {'#' * round(40 * s['score'])}" for s in pred.scores]
+    if pred.agreement is not None:
+        alone = ", ".join(f"{PLAIN_NAMES[m]} alone: {a['label']} {a['score']:.0%}" for m, a in pred.per_modality.items())
+        lines.append(f"{alone} ({'they agree' if pred.agreement else 'they disagree'})")
+    lines.append(f"modalities used: {', '.join(pred.modalities_used)}")
+    lines += [f"  not used: {m} ({why})" for m, why in pred.missing.items()]
+    lines.append(f"transcript ({pred.transcript_source}): {pred.transcript!r}")
+    lines += [f"note: {n}" for n in result.notes]
+    lines.append(f"time: {pred.timings_ms['total']:.0f} ms")
+    return lines
+
+
+def _timeline_lines(result) -> list[str]:
+    tl = result.timeline
+    lines = [f"{Path(result.file).name}: {tl.duration:.1f} s, {len(tl.segments)} segments ({tl.method})"]
+    if tl.summary is None:
+        return [*lines, f"  {tl.message}"]
+    for seg in tl.segments:
+        words = f"  \u201c{seg.transcript}\u201d" if seg.transcript else ""
+        lines.append(f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label:<8} {seg.scores[seg.label]:4.0%}{words}")
+    top = tl.summary.scores[tl.summary.label]
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tl.summary.shares.items(), key=lambda kv: -kv[1]) if v)
+    lines.append(f"overall: {tl.summary.label} {top:.0%} (scores weighted by duration); "
+                 f"time by label: {shares} of {tl.summary.speech_seconds:.1f} s of speech")
+    return lines
 
 
 def _evaluation_rows(args: argparse.Namespace, labels: list[str]) -> tuple[list[dict[str, Any]], list[str], int]:
@@ -202,10 +271,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
         p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("predict", help="classify one clip",
-                       usage="gia-mic predict [options] [--] PATH  (a PATH starting with '-' goes after '--')")
-    p.add_argument("path", help="video or audio file")
-    p.add_argument("--text", help="transcript (otherwise Whisper, when available)")
+    p = sub.add_parser("predict", help="classify clips, or give long recordings a timeline",
+                       usage="gia-mic predict [options] [--] PATH [PATH ...]  (a PATH starting with '-' goes "
+                             "after '--')",
+                       description="Each PATH is a video or audio file, or a folder searched for them. The model "
+                                   "loads once. A file longer than the model's window gets a timeline (emotion per "
+                                   "utterance) instead of being cut. Exit status: 0 every file analysed, 1 some "
+                                   "failed (their rows say why), 2 a user error.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video or audio files, or folders")
+    p.add_argument("--text", help="transcript of the (single) file; otherwise Whisper, when available")
+    p.add_argument("--timeline", action="store_true", help="emotion per utterance for every file")
+    p.add_argument("--no-timeline", action="store_true",
+                   help="never a timeline: files longer than the model's window are cut to it (noted)")
+    p.add_argument("--method", choices=("vad", "whisper", "fixed"), default="vad",
+                   help="how a timeline finds utterances (default: vad, voice activity)")
+    p.add_argument("--format", choices=("json", "jsonl", "csv", "srt", "vtt"),
+                   help="output format (default: from --out's suffix; JSON with --json; else text)")
+    p.add_argument("--out", help="write here instead of stdout (atomically); a folder for srt/vtt of several files")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="clips per encoder batch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="with several files, decode them in this process instead of a sandboxed worker")
     common(p)
     p.set_defaults(func=_predict)
 

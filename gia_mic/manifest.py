@@ -13,15 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gia_mic.errors import InputError
+from gia_mic.media import is_audio_file
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff")
-"""File suffixes read as speech only (everything else is read as a video, whose audio track is the speech)."""
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024
-
-
-def is_audio_file(path: str | Path) -> bool:
-    """Whether ``path`` names an audio-only file (by suffix)."""
-    return Path(path).suffix.lower() in AUDIO_SUFFIXES
 
 
 @dataclass

@@ -36,7 +36,17 @@ _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"),
     (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
 )  # fmt: skip
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff")
+"""File suffixes read as speech only (everything else is read as a video, whose audio track is the speech)."""
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".wmv")
+MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
+"""What a folder given to ``gia-mic predict`` is searched for (a file named directly may have any suffix)."""
 _TRUNCATION_SLACK = 0.05  # seconds past max_seconds that still count as "not longer"
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an audio-only file (by suffix)."""
+    return Path(os.fspath(path)).suffix.lower() in AUDIO_SUFFIXES
 
 
 @dataclass
@@ -407,7 +417,8 @@ class _ClipDecoder:
         duration = _duration(self.container, sampler, self.frame_step, audio, self.sample_rate, self.limit, self.start)
         self._check_length(duration, audio)
         if self.truncated:
-            logger.warning("%s is longer than %g s; only the first %g s are used", file, self.max_seconds, self.max_seconds)
+            # the caller decides what a cut means (a note, a refusal, a timeline): DecodedClip.truncated says it
+            logger.info("%s is longer than %g s; only the first %g s were decoded", file, self.max_seconds, self.max_seconds)
         return DecodedClip(path=str(file), frames=video[0] if video else None, frame_times=video[1] if video else None,
                            audio=audio, sample_rate=self.sample_rate, duration=duration, truncated=self.truncated,
                            missing=self._missing(video, audio))

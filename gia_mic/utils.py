@@ -1,11 +1,14 @@
-"""Small shared helpers: atomic file and directory writes, device selection."""
+"""Small shared helpers: atomic file and directory writes, strict JSON, device selection."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +56,20 @@ def write_directory(directory: Path, writer, *, last: str = "config.json") -> No
                 os.replace(src, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def strict_json(data: Any, **kwargs: Any) -> str:
+    """JSON that every parser accepts: a non-finite float (never expected) becomes ``null``, not ``NaN``."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), ensure_ascii=False, allow_nan=False, **kwargs)
 
 
 def default_device() -> torch.device:

@@ -44,7 +44,10 @@ def test_predict_json_contract(tiny_checkpoint, tmp_path):
     clip = make_clip(tmp_path / "c.mp4", seconds=1.0)
     out = json.loads(subprocess_cli("predict", clip, "--model", tiny_checkpoint, "--json", "--text", "hello there",
                          "--asr-model", "none").stdout)
-    assert set(out) == {"label", "scores", "transcript", "transcript_source", "modalities_used", "timings_ms"}
+    assert set(out) == {"file", "kind", "label", "scores", "transcript", "transcript_source", "modalities_used",
+                        "per_modality", "agreement", "timings_ms"}
+    assert out["kind"] == "clip" and out["file"] == str(clip)
+    assert set(out["per_modality"]) == {"video", "audio", "text"} and isinstance(out["agreement"], bool)
     assert out["label"] == out["scores"][0]["label"]
     assert abs(sum(s["score"] for s in out["scores"]) - 1) < 1e-5
     assert out["transcript"] == "hello there" and out["transcript_source"] == "given"
