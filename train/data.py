@@ -18,8 +18,8 @@ import numpy as np
 
 from gia_mic.configuration import ConfigError
 from gia_mic.errors import InputError
-from gia_mic.manifest import is_audio_file
 from gia_mic.manifest import read_manifest as read_rows
+from gia_mic.media import is_audio_file
 from hub_card import fold_key
 
 logger = logging.getLogger(__name__)
