@@ -175,16 +175,15 @@ def _score(recognizer, items: list[dict[str, Any]], modalities, batch_size: int,
     bar = tqdm(total=len(items), desc="evaluating", unit="clip", file=sys.stderr, disable=not progress)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        try:
-            preds = recognizer.batch(chunk, modalities=modalities, batch_size=batch_size)
-        except USER_ERRORS:
-            preds = []
-            for row in chunk:
-                try:
-                    preds.append(recognizer.batch([row], modalities=modalities)[0])
-                except USER_ERRORS as err:
-                    preds.append(None)
-                    errors.append(f"line {row['line']}: {err}")
+        preds = []
+        for row, clip in zip(chunk, recognizer.prepare_each(chunk, modalities=modalities)):
+            try:
+                if isinstance(clip, Exception):
+                    raise clip
+                preds.append(recognizer.classify(clip, modalities=modalities, explain=False))
+            except USER_ERRORS as err:
+                preds.append(None)
+                errors.append(f"line {row['line']}: {err}")
         for row, pred in zip(chunk, preds):
             if pred is not None:
                 y_true.append(index[row["label"]])

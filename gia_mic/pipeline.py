@@ -22,6 +22,7 @@ import torch
 from gia_mic.asr import DEFAULT_ASR_MODEL, Transcript, WhisperTranscriber, resolve_transcript
 from gia_mic.configuration import MODALITIES, normalize_modalities
 from gia_mic.encoders import EncoderOutput
+from gia_mic.errors import USER_ERRORS, GiaMicError
 from gia_mic.media import DecodedClip
 from gia_mic.modeling import GiaMicForEmotionRecognition
 from gia_mic.processing import InputError, clean_text
@@ -215,6 +216,22 @@ class EmotionRecognizer:
             clips.append(PreparedClip(frames, times, wave, duration, transcript, missing, truncated, timings_ms=timings))
         self._encode(clips, wanted)
         return clips
+
+    def prepare_each(self, items: Sequence[dict[str, Any]], *, modalities: object = None) -> list[PreparedClip | GiaMicError]:
+        """``prepare_batch``, except that an item that fails gives its error instead of failing the batch.
+
+        The batch is tried whole first (one encoder pass); on a user error each item is retried alone.
+        """
+        try:
+            return list(self.prepare_batch(items, modalities=modalities))
+        except USER_ERRORS:
+            outcomes: list[PreparedClip | GiaMicError] = []
+            for item in items:
+                try:
+                    outcomes.append(self.prepare_batch([item], modalities=modalities)[0])
+                except USER_ERRORS as err:
+                    outcomes.append(err)
+            return outcomes
 
     def _encode(self, clips: list[PreparedClip], wanted: Sequence[str]) -> None:
         inputs = self.processor(

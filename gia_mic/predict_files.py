@@ -113,7 +113,8 @@ def analyse(recognizer: Any, files: Sequence[Path], *, text: str | None = None, 
     queue = list(files) if timeline is not True else []
     for start in range(0, len(queue), batch_size):
         chunk = queue[start : start + batch_size]
-        for file, outcome in zip(chunk, _prepare(recognizer, chunk, text, modalities)):
+        prepared = recognizer.prepare_each([_item(f, text) for f in chunk], modalities=modalities)
+        for file, outcome in zip(chunk, prepared):
             _classify(recognizer, results[file], outcome, modalities, timeline)
         if progress:
             progress(sum(results[f].prediction is not None or results[f].error is not None for f in chunk))
@@ -126,21 +127,6 @@ def analyse(recognizer: Any, files: Sequence[Path], *, text: str | None = None, 
             if progress:
                 progress(1)
     return [results[f] for f in files]
-
-
-def _prepare(recognizer: Any, files: Sequence[Path], text: str | None, modalities: object) -> list[Any]:
-    """A PreparedClip or the error of each file; a failing batch is retried file by file."""
-    items = [_item(f, text) for f in files]
-    try:
-        return recognizer.prepare_batch(items, modalities=modalities)
-    except USER_ERRORS:
-        outcomes = []
-        for item in items:
-            try:
-                outcomes.append(recognizer.prepare_batch([item], modalities=modalities)[0])
-            except USER_ERRORS as err:
-                outcomes.append(err)
-        return outcomes
 
 
 def _classify(recognizer: Any, result: FileResult, outcome: Any, modalities: object, timeline: bool | None) -> None:
