@@ -13,7 +13,6 @@ queue wait, decode, encoders, fusion, download).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.measure import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     for err in report["errors"][:5]:
         print(f"  error: {err}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report)
     return 0 if not report["errors"] and report["ok"] == args.clients * args.requests else 1
 
 

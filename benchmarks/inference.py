@@ -48,7 +48,7 @@ from benchmarks.inference_bench import (  # noqa: E402
     worker,
 )
 from benchmarks.inference_report import findings, machine, markdown  # noqa: E402
-from benchmarks.measure import log  # noqa: E402
+from benchmarks.measure import log, write_json  # noqa: E402
 
 SETTINGS = {
     "clip": {"seconds": CLIP_SECONDS, "size": list(CLIP_SIZE), "fps": CLIP_FPS, "writer": "tests.clips.make_clip"},
@@ -124,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in report["findings"]:
         print(f"- {line}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report)
         print(f"\nwrote {args.json}")
     return 0
 

@@ -10,11 +10,11 @@ settings (8 frames, 16 kHz, 8-s window), first in this process, then through an
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+from benchmarks.measure import write_json
 from gia_mic.isolation import IsolatedDecoder
 from gia_mic.media import decode_clip
 
@@ -54,7 +54,7 @@ def main() -> None:
           f"| overhead per clip | {result['overhead_ms_median']:.1f} |\n"
           f"| first clip incl. worker start | {cold_ms:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.measure import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "examples" / "1001_DFA_ANG_XX.mp4"
 TEXT = "Don't forget a jacket."
@@ -157,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {t[key]:.2f} | {o[key]:.2f} |")
     print(f"| torch imported | {t['torch_imported']} | {o['torch_imported']} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report)
     return 0
 
 
