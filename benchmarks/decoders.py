@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure import write_json
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import write_json  # noqa: E402
+
 RATE, FRAMES = 16000, 8
 GENERATED = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".flv", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
 VIDEO = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".flv"}

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from benchmarks.measure import write_json
 from gia_mic.isolation import IsolatedDecoder
 from gia_mic.media import decode_clip
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root, for `benchmarks`
+
+from benchmarks.measure import write_json  # noqa: E402
+
 KWARGS = {"num_frames": 8, "sample_rate": 16000, "max_seconds": 8.0}
 
 
