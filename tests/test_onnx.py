@@ -15,6 +15,7 @@ import pytest
 from gia_mic import GiaMicConfig
 from gia_mic.onnx_export import MANIFEST_NAME, export_onnx, gate_output_name
 from gia_mic.onnx_preprocessing import TextTokenizer, clip_pixels, wav2vec2_values, whisper_log_mel
+from gia_mic.errors import InputError
 from gia_mic.onnx_runtime import OnnxEmotionRecognizer, OnnxRuntimeError
 from gia_mic.pipeline import EmotionRecognizer
 from gia_mic.processing import GiaMicProcessor
@@ -174,6 +175,13 @@ def test_runtime_errors_name_the_problem(tiny_export, tmp_path):
     onnx = OnnxEmotionRecognizer(tiny_export)
     with pytest.raises(OnnxRuntimeError, match="none of the requested modalities"):
         onnx(text="hello", modalities=["audio"])
+
+
+@pytest.mark.parametrize("text", [b"caf\xe9", "caf\udce9"], ids=["latin-1 bytes", "undecodable str"])
+def test_runtime_checks_transcripts_like_the_torch_pipeline(tiny_export, text):
+    """One transcript check (gia_mic.text.clean_text) for both runtimes: the same InputError."""
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        OnnxEmotionRecognizer(tiny_export)(text=text)
 
 
 def test_a_truncated_graph_is_a_clear_error(tiny_export, tmp_path):
