@@ -57,8 +57,9 @@ def _predict(args: argparse.Namespace) -> int:
     path = Path(args.path)
     recognizer = _recognizer(args)
     audio_only = is_audio_file(path)
-    pred = recognizer(video=None if audio_only else path, audio=path if audio_only else None,
-                      text=args.text, modalities=modalities)
+    clip = recognizer.prepare(video=None if audio_only else path, audio=path if audio_only else None,
+                              text=args.text, modalities=modalities)
+    pred = recognizer.classify(clip, modalities=modalities, explain=False)  # contributions are not shown here
     result = {"label": pred.label, "scores": pred.scores, "transcript": pred.transcript,
               "transcript_source": pred.transcript_source, "modalities_used": pred.modalities_used,
               "timings_ms": {k: round(v, 2) for k, v in pred.timings_ms.items()}}
