@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from gia_mic import GiaMicConfig
+from gia_mic.errors import InputError
 from gia_mic.onnx_export import MANIFEST_NAME, export_onnx, gate_output_name
 from gia_mic.onnx_preprocessing import TextTokenizer, clip_pixels, wav2vec2_values, whisper_log_mel
-from gia_mic.errors import InputError
 from gia_mic.onnx_runtime import OnnxEmotionRecognizer, OnnxRuntimeError
 from gia_mic.pipeline import EmotionRecognizer
 from gia_mic.processing import GiaMicProcessor
