@@ -112,6 +112,7 @@ def read_weights(directory: Path, expected: dict[str, torch.Tensor] | None = Non
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise _corrupt(weights, err) from None
+    quantized = {k[: -len(SCALE_SUFFIX)] for k in state if k.endswith(SCALE_SUFFIX)}
     try:
         state = dequantize(state)
     except ValueError as err:
@@ -119,7 +120,10 @@ def read_weights(directory: Path, expected: dict[str, torch.Tensor] | None = Non
     for key, value in state.items():
         want = (expected or {}).get(key)
         dtype = want.dtype if want is not None and want.is_floating_point() and value.is_floating_point() else value.dtype
-        state[key] = value.to(dtype, copy=True)
+        if value.dtype != dtype:
+            state[key] = value.to(dtype)
+        elif key not in quantized:  # a view of the mapped file: copied, so the file can change later
+            state[key] = value.clone()
     bad = [k for k, v in state.items() if v.is_floating_point() and not _all_finite(v)]
     if bad:
         raise CheckpointError(f"{weights}: weights with NaN or Inf values, refused: {_listing(bad)}")
