@@ -289,6 +289,11 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
     # ------------------------------------------------------------------ checkpoints (the Hub contract)
     processor = None  # the GiaMicProcessor saved beside the weights
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (transformers' convention, e.g. for ``pipeline``)."""
+        return self.placeholders.device
+
     @classmethod
     def from_config(cls, config: GiaMicConfig) -> GiaMicForEmotionRecognition:
         """A fresh model: pretrained encoders by id/path (or carried configs), new fusion weights."""
