@@ -4,7 +4,9 @@
     python benchmarks/startup.py --rounds 5 --app --json benchmarks/results/startup-cpu.json
 
 Each round starts fresh processes, in turn: ``python -c pass``, ``python -c "import torch"``,
-the real CLI (``gia-mic predict CLIP --text T --json``) and a worker that runs the same CLI code
+``python -c "import torch, transformers.modeling_utils"`` (the floor: every encoder class is a
+transformers ``PreTrainedModel``), the real CLI (``gia-mic predict CLIP --text T --json``), the same
+with one torch thread (``OMP_NUM_THREADS=1``) and a worker that runs the same CLI code
 (``gia_mic.cli.main``) with a clock around each step: import torch, import transformers' modeling
 code (which every encoder class needs), the rest of the imports, loading the model (header check,
 processor, weights, model build, assignment) and the first prediction's stages. Rounds interleave
@@ -91,9 +93,9 @@ def worker(spawned: float, argv: list[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- runner
-def _wall(cmd: list[str]) -> float:
+def _wall(cmd: list[str], **env: str) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**ENV, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return time.perf_counter() - start
 
 
@@ -102,15 +104,25 @@ def _cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gia_mic.cli"]
 
 
+FLOOR = "python -c 'import torch, transformers.modeling_utils'"
+"""What any process that builds a transformers encoder imports before gia-mic's own work starts."""
+
+
 def one_round(predict_argv: list[str]) -> dict[str, Any]:
-    """Fresh processes, in turn: nothing, import torch, the CLI, the instrumented worker."""
+    """Fresh processes, in turn: nothing, import torch, the import floor, the CLI (default threads, then one
+    torch thread), the instrumented worker."""
     walls = {"python -c pass": _wall([sys.executable, "-c", "pass"]),
              "python -c 'import torch'": _wall([sys.executable, "-c", "import torch"]),
-             "gia-mic predict --json": _wall(_cli_command() + predict_argv)}
-    spawned = time.time()
+             FLOOR: _wall([sys.executable, "-c", "import torch, transformers.modeling_utils"]),
+             "gia-mic predict --json": _wall(_cli_command() + predict_argv),
+             "OMP_NUM_THREADS=1 gia-mic predict --json": _wall(_cli_command() + predict_argv, OMP_NUM_THREADS="1")}
+    spawned, start = time.time(), time.perf_counter()
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spawned), "--", *predict_argv],
                           check=True, cwd=ROOT, env=ENV, capture_output=True, text=True)
-    return {"walls": walls, "worker": json.loads(done.stdout.strip().splitlines()[-1])}
+    wall = time.perf_counter() - start
+    worker = json.loads(done.stdout.strip().splitlines()[-1])
+    worker["steps"]["exit (wall - the steps above)"] = wall - sum(worker["steps"].values())
+    return {"walls": walls, "worker": worker}
 
 
 def _free_port() -> int:
