@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {t[key]:.2f} | {o[key]:.2f} |")
     print(f"| torch imported | {t['torch_imported']} | {o['torch_imported']} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from gia_mic.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 
