@@ -35,6 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import write_json  # noqa: E402
+
 RATE, FRAMES = 16000, 8
 GENERATED = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".flv", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
 VIDEO = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".flv"}
@@ -240,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {name}")
     summary(report)
     if args.json:
-        from gia_mic.utils import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 

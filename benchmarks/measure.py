@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 
@@ -77,3 +79,9 @@ def stats_ms(samples_s: list[float]) -> dict[str, Any]:
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "n": len(ms),
             "samples_ms": [round(x, 3) for x in ms]}
 
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes a benchmark's results as indented JSON, atomically (a crash never leaves half a file)."""
+    from gia_mic.utils import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")

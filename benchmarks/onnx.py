@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root, for `benchmarks`
+
+from benchmarks.measure import write_json  # noqa: E402
+
 CLIP = ROOT / "examples" / "1001_DFA_ANG_XX.mp4"
 TEXT = "Don't forget a jacket."
 REPEATS = 10
@@ -157,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {t[key]:.2f} | {o[key]:.2f} |")
     print(f"| torch imported | {t['torch_imported']} | {o['torch_imported']} |")
     if args.json:
-        from gia_mic.utils import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 

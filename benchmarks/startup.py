@@ -36,6 +36,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root, for `benchmarks`
+
+from benchmarks.measure import write_json  # noqa: E402
+
 DEFAULT_CLIP = ROOT / "examples" / "1001_DFA_ANG_XX.mp4"
 DEFAULT_TEXT = "Don't forget a jacket"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONWARNINGS": "ignore"}
@@ -233,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                          "python": platform.python_version(), "loadavg_before": before, "loadavg_after": os.getloadavg()}
     print_report(report)
     if args.json:
-        from gia_mic.utils import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 
