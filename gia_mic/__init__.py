@@ -2,13 +2,17 @@
 
 The names below are imported on first use (PEP 562), so ``import gia_mic`` alone does not
 import torch or transformers: the torch-free ONNX runtime (``gia_mic.onnx_runtime``) and the
-media decoder live in this package too.
+media decoder live in this package too. ``transformers``' ``AutoConfig``, ``AutoModel`` and
+``pipeline("multimodal-emotion-recognition")`` learn gia-mic when their modules are imported
+(``gia_mic.registration``).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from gia_mic import registration
 
 if TYPE_CHECKING:
     from gia_mic.configuration import MODALITIES, ConfigError, GiaMicConfig, normalize_modalities
@@ -36,6 +40,8 @@ __all__ = [
     "normalize_modalities",
 ]
 __version__ = "0.1.0"
+
+registration.install()
 
 
 def __getattr__(name: str) -> Any:

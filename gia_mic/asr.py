@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gia_mic import ct2_whisper
-from gia_mic.processing import clean_text
+from gia_mic.text import clean_text
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,9 @@ torchrun --nproc_per_node N -m gia_mic.cli evaluate ...   (each process scores 1
 A file name that starts with ``-`` goes after ``--``: ``gia-mic predict -- -clip.mp4``.
 User errors (bad files, fields, checkpoints) print one line on stderr and exit 2; JSON
 output is always strict JSON (no NaN).
+
+``gia-mic export-onnx --model DIR_OR_ID --out DIR`` (the ``[onnx]`` extra) writes the graphs that
+``gia_mic.onnx_runtime`` runs without torch.
 """
 
 from __future__ import annotations
@@ -245,6 +248,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return code
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from gia_mic.onnx_export import export_onnx
+
+    out = export_onnx(args.model or default_model(), args.out, revision=args.revision)
+    _say(f"wrote {out} (run it with gia_mic.onnx_runtime)")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -307,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     common(p)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export-onnx", help="export the encoders and the fusion to ONNX (needs the [onnx] extra)",
+                       description="Writes one ONNX graph per encoder and one for the fusion, with the labels and "
+                                   "preprocessing constants, for gia_mic.onnx_runtime (no torch needed to run it).")
+    p.add_argument("--model", help="checkpoint directory or Hub id org/name (default: $GIA_MIC_MODEL or the "
+                                   "embedded gia-mic-lite)")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--out", required=True, help="output folder (created; files of the same names are replaced)")
+    p.set_defaults(func=_export_onnx)
     return parser
 
 

@@ -20,6 +20,10 @@ from gia_mic.errors import ConfigError
 MODALITIES: tuple[str, ...] = ("video", "audio", "text")
 _ALIASES = {"speech": "audio", "visual": "video", "vision": "video", "v": "video", "s": "audio", "a": "audio", "t": "text"}
 PRESETS_DIR = Path(__file__).parent / "presets"
+MODEL_TYPE = "gia-mic"
+"""``model_type`` in ``config.json``: what ``transformers.AutoConfig`` / ``AutoModel`` dispatch on."""
+ARCHITECTURES = ["GiaMicForEmotionRecognition"]
+"""``architectures`` in ``config.json``: the model class a checkpoint is loaded as."""
 
 
 # Encoder families each modality accepts (``model_type`` of the carried ``transformers`` config).
@@ -147,6 +151,9 @@ class GiaMicConfig:
             modality (at least one is always kept).
         use_msr: ``False`` is the "without MSR" ablation (GIA removed, MSR := H).
         use_mir: ``False`` is the "without MIR" ablation (classifier on the MSR only).
+        model_type: Always ``"gia-mic"`` (transformers' key for ``AutoConfig``/``AutoModel``);
+            absent from configs saved before it existed, which load the same.
+        architectures: Always ``["GiaMicForEmotionRecognition"]`` (transformers' convention).
     """
 
     labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"])
@@ -179,6 +186,8 @@ class GiaMicConfig:
     modality_dropout: float = 0.0
     use_msr: bool = True
     use_mir: bool = True
+    model_type: str = MODEL_TYPE
+    architectures: list[str] = field(default_factory=lambda: list(ARCHITECTURES))
 
     def __post_init__(self) -> None:
         self.modalities = list(normalize_modalities(self.modalities))
@@ -192,6 +201,10 @@ class GiaMicConfig:
             if not ok:
                 raise ConfigError(message)
 
+        need(self.model_type == MODEL_TYPE,
+             f"model_type: {self.model_type!r} is not a GIA-MIC config (expected {MODEL_TYPE!r})")
+        need(self.architectures == ARCHITECTURES,
+             f"architectures: {self.architectures!r} is not a GIA-MIC architecture (expected {ARCHITECTURES!r})")
         need(isinstance(self.labels, list) and 2 <= len(self.labels) <= SIZE_BOUNDS["num_labels"],
              f"labels: need at least 2 classes and at most {SIZE_BOUNDS['num_labels']}, got {len(self.labels)}")
         need(all(isinstance(x, str) and 0 < len(x) <= 64 for x in self.labels),

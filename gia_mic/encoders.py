@@ -3,7 +3,8 @@
 An encoder is built either from a Hub id / local path (``from_pretrained``) or, inside a
 saved checkpoint, from the encoder's own config carried in ``config.json`` (weights then
 come from the checkpoint's ``model.safetensors``). Nothing here reaches another repo
-when a checkpoint is loaded.
+when a checkpoint is loaded. ``transformers`` model classes are imported when an encoder is
+built, and only those of the families the checkpoint uses (importing this module is cheap).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from gia_mic.configuration import ENCODER_FAMILIES
 from gia_mic.errors import EncoderLoadError
@@ -65,12 +65,16 @@ class VideoEncoder(nn.Module):
     @classmethod
     def from_config_dict(cls, data: dict[str, Any]) -> VideoEncoder:
         """Builds a randomly initialised tower from a carried config."""
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
         data = {k: v for k, v in data.items() if k != "model_type"}
         return cls(CLIPVisionModelWithProjection(CLIPVisionConfig(**data)))
 
     @classmethod
     def from_pretrained(cls, source: str, revision: str) -> VideoEncoder:
         """Loads the vision tower of a CLIP checkpoint (full CLIP or vision-only)."""
+        from transformers import CLIPVisionModelWithProjection
+
         return cls(_from_hub(CLIPVisionModelWithProjection, "video encoder", source, revision))
 
     def forward(self, pixel_values: torch.Tensor) -> EncoderOutput:
@@ -96,6 +100,8 @@ class AudioEncoder(nn.Module):
     @classmethod
     def from_config_dict(cls, data: dict[str, Any]) -> AudioEncoder:
         """Builds a randomly initialised encoder from a carried config."""
+        from transformers import AutoConfig, AutoModel
+
         config = AutoConfig.for_model(**data)
         if config.model_type == "whisper":
             from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -106,6 +112,8 @@ class AudioEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, source: str, revision: str) -> AudioEncoder:
         """Loads a WavLM / wav2vec2 / HuBERT checkpoint, or the encoder of a Whisper one."""
+        from transformers import AutoConfig, AutoModel
+
         config = _from_hub(AutoConfig, "speech encoder config", source, revision)
         if config.model_type == "whisper":
             from transformers import WhisperModel
@@ -156,11 +164,15 @@ class TextEncoder(nn.Module):
     @classmethod
     def from_config_dict(cls, data: dict[str, Any]) -> TextEncoder:
         """Builds a randomly initialised encoder from a carried config."""
+        from transformers import AutoConfig, AutoModel
+
         return cls(AutoModel.from_config(AutoConfig.for_model(**data), add_pooling_layer=False))
 
     @classmethod
     def from_pretrained(cls, source: str, revision: str) -> TextEncoder:
         """Loads a RoBERTa- or BERT-family checkpoint."""
+        from transformers import AutoModel
+
         return cls(_from_hub(AutoModel, "text encoder", source, revision, add_pooling_layer=False))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncoderOutput:

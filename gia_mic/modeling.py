@@ -289,6 +289,11 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
     # ------------------------------------------------------------------ checkpoints (the Hub contract)
     processor = None  # the GiaMicProcessor saved beside the weights
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (transformers' convention, e.g. for ``pipeline``)."""
+        return self.placeholders.device
+
     @classmethod
     def from_config(cls, config: GiaMicConfig) -> GiaMicForEmotionRecognition:
         """A fresh model: pretrained encoders by id/path (or carried configs), new fusion weights."""
@@ -348,6 +353,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             CheckpointError,
             check_weights_header,
             load_strict,
+            parameters_on_meta,
             read_weights,
         )
         from gia_mic.hub import resolve
@@ -362,10 +368,12 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
             raise CheckpointError(f"{directory}/{CONFIG_NAME} does not carry the encoder configs of {missing}: "
                                   "not a self-contained gia-mic checkpoint")
         with torch.device("meta"):  # shapes only: a config asking for a huge model is refused before allocation
-            check_weights_header(directory, cls(copy.deepcopy(config)).state_dict())
+            expected = cls(copy.deepcopy(config)).state_dict()
+        check_weights_header(directory, expected)
         processor = GiaMicProcessor.from_pretrained(directory, config)  # refuses code-running processor folders
-        state = read_weights(directory)
-        model = cls(config)
+        state = read_weights(directory, expected)
+        with parameters_on_meta():  # no random init: the checkpoint's tensors become the parameters
+            model = cls(config)
         load_strict(model, state, directory)
         model.processor = processor
         model.eval()

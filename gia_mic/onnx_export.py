@@ -1,6 +1,6 @@
 r"""Exports a GIA-MIC checkpoint to ONNX: one graph per encoder and one for the fusion.
 
-    python -m gia_mic.onnx_export --model checkpoints/gia-mic-lite --out build/gia-mic-lite-onnx
+    gia-mic export-onnx --model checkpoints/gia-mic-lite --out build/gia-mic-lite-onnx
 
 The output folder is what ``gia_mic.onnx_runtime`` runs without torch:
 
@@ -22,7 +22,6 @@ whose ties keep index order (the ONNX specification), i.e. a stable sort.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -37,6 +36,7 @@ from torch import nn
 
 from gia_mic.configuration import MODALITIES
 from gia_mic.encoders import EncoderOutput
+from gia_mic.errors import GiaMicError
 from gia_mic.modeling import GiaMicForEmotionRecognition
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ ENCODER_INPUTS = {"video": ("pixel_values",), "audio": ("audio_values", "audio_a
 EXAMPLE_TEXTS = ("I really cannot believe it", "Fine.")
 
 
-class ExportError(RuntimeError):
-    """The checkpoint holds a part the ONNX export or the torch-free runtime does not support."""
+class ExportError(GiaMicError, RuntimeError):
+    """The export cannot be made: a part the ONNX runtime does not support, or the ``[onnx]`` extra is missing."""
 
 
 def gate_output_name(direction: str) -> str:
@@ -189,8 +189,14 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, revision: str | N
         ``out_dir``.
 
     Raises:
-        ExportError: a preprocessing component the torch-free runtime cannot reproduce.
+        ExportError: a preprocessing component the torch-free runtime cannot reproduce, or the
+            ``onnx`` / ``onnxscript`` packages are not installed.
     """
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export's dynamo exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ExportError(f"ONNX export needs the onnx extra: pip install 'gia-mic[onnx]' ({err})") from None
     model = GiaMicForEmotionRecognition.from_pretrained(model_dir, revision=revision, device="cpu").eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,22 +263,10 @@ def _write_assets(model: GiaMicForEmotionRecognition, out: Path, manifest: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gia_mic.onnx_export --model M --out DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m gia_mic.onnx_export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint directory or Hub id org/name")
-    parser.add_argument("--revision", help="Hub revision")
-    parser.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from gia_mic.checkpoint import CheckpointError
+    """``python -m gia_mic.onnx_export ...`` is ``gia-mic export-onnx ...``."""
+    from gia_mic.cli import main as cli_main
 
-    try:
-        export_onnx(args.model, args.out, revision=args.revision)
-    except (CheckpointError, ExportError) as err:
-        sys.stderr.write(f"gia_mic.onnx_export: error: {err}\n")
-        return 2
-    sys.stdout.write(f"wrote {args.out}\n")
-    return 0
+    return cli_main(["export-onnx", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

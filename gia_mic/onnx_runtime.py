@@ -27,6 +27,7 @@ import numpy as np
 from gia_mic import onnx_preprocessing as prep
 from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
 from gia_mic.media import decode_clip
+from gia_mic.text import clean_text
 from gia_mic.waveform import prepare_waveform
 
 MANIFEST_NAME = "onnx_export.json"  # = gia_mic.onnx_export.MANIFEST_NAME (that module imports torch)
@@ -60,18 +61,6 @@ class OnnxPrediction:
     missing: dict[str, str] = field(default_factory=dict)
     gates: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def _text(text: str | bytes | None) -> str | None:
-    """A transcript, UTF-8-checked and whitespace-collapsed (as ``processing.clean_text``); ``None`` when empty."""
-    if text is None:
-        return None
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise OnnxRuntimeError(f"the transcript is not valid UTF-8 (byte {err.start})") from None
-    return " ".join(text.split()) or None
 
 
 class OnnxEmotionRecognizer:
@@ -136,7 +125,7 @@ class OnnxEmotionRecognizer:
         elif audio is not None:
             array, rate = audio if isinstance(audio, tuple) else (audio, c.sample_rate)
             wave, _ = prepare_waveform(array, rate, target_rate=c.sample_rate, **limits)
-        return {"video": frames, "audio": wave, "text": _text(item.get("text"))}
+        return {"video": frames, "audio": wave, "text": clean_text(item.get("text"))}
 
     def _feeds(self, graph: str, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         inputs = self.sessions[graph].get_inputs()

@@ -20,33 +20,11 @@ import torch
 from gia_mic.configuration import MODALITIES, GiaMicConfig, normalize_modalities
 from gia_mic.encoders import EncoderLoadError, load_error
 from gia_mic.errors import InputError
+from gia_mic.text import clean_text
 
 logger = logging.getLogger(__name__)
 
 COMPONENT_DIRS = {"video": "image_processor", "audio": "feature_extractor", "text": "tokenizer"}
-
-
-def clean_text(text: str | bytes | None) -> str | None:
-    """Validates a transcript: UTF-8, whitespace-collapsed; ``None`` when empty.
-
-    Raises:
-        InputError: on bytes that are not UTF-8 or a string holding undecodable bytes.
-    """
-    if text is None:
-        return None
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise InputError(f"the transcript is not valid UTF-8 (byte {err.start}): re-save it as UTF-8") from None
-    if not isinstance(text, str):
-        raise InputError(f"the transcript must be a string, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("the transcript is not valid UTF-8 (it holds undecodable bytes): re-save it as UTF-8") from None
-    text = " ".join(text.split())
-    return text or None
 
 
 def _default_component(modality: str, config: GiaMicConfig) -> Any:

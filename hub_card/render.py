@@ -16,10 +16,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAPER = "arXiv:2506.00865"
+PAPER_URL = "https://arxiv.org/abs/2506.00865"
 CODE_LICENSE = "apache-2.0"
 TAGS = ["gia-mic", "emotion-recognition", "multimodal", "arxiv:2506.00865"]
+LICENCES_SECTION = "README.md#licences"
+"""``license_link`` of weights under several corpora's terms: the card's own Licences section lists each."""
 
 # Licence and provenance of the corpora this project knows (see DATA.md); others are shown as given.
+# ``hub_id``: the corpus's own copy on the Hub (by its authors), None where there is none.
 KNOWN_DATASETS: dict[str, dict[str, Any]] = {
     "iemocap": {"name": "IEMOCAP", "license": "other", "acted": True, "sessions": 5,
                 "license_note": "USC IEMOCAP release agreement: research use only, no redistribution",
@@ -27,13 +31,15 @@ KNOWN_DATASETS: dict[str, dict[str, Any]] = {
     "ravdess": {"name": "RAVDESS", "license": "cc-by-nc-sa-4.0", "acted": True,
                 "url": "https://zenodo.org/records/1188976"},
     "meld": {"name": "MELD", "license": "gpl-3.0", "acted": True, "url": "https://affective-meld.github.io/",
-             "note": "dialogue from the TV series Friends"},
+             "note": "dialogue from the TV series Friends", "hub_id": "declare-lab/MELD"},
     "cremad": {"name": "CREMA-D", "license": "odbl", "acted": True,
                "url": "https://github.com/CheyneyComputerScience/CREMA-D"},
+    "nemo": {"name": "nEMO", "license": "cc-by-nc-sa-4.0", "acted": True, "url": "https://github.com/amu-cai/nEMO",
+             "note": "emotional speech in Polish", "hub_id": "amu-cai/nEMO"},
     "synthetic": {"name": "Synthetic clips generated in code (`train.data`)", "synthetic": True},
 }
 _DATASET_FIELDS = {"name": None, "license": None, "license_note": None, "url": None, "note": None, "acted": False,
-                   "sessions": None, "synthetic": False}
+                   "sessions": None, "synthetic": False, "hub_id": None}
 _ALIASES = {"crema-d": "cremad", "crema_d": "cremad"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _MODALITY_TAG = {
@@ -68,6 +74,12 @@ def pipeline_tag(modalities: list[str]) -> str:
     raise ValueError(f"no known modality in {modalities}")
 
 
+def _dataset_entry(raw: object) -> dict[str, Any]:
+    """A corpus's card values: ``KNOWN_DATASETS``' for a known id or alias, else just its name."""
+    key = _ALIASES.get(str(raw).lower(), str(raw).lower())
+    return {**_DATASET_FIELDS, "id": key, **KNOWN_DATASETS.get(key, {"name": str(raw)})}
+
+
 def _dataset_entries(train_config: dict, extra: dict) -> list[dict[str, Any]]:
     """Datasets from ``extra["datasets"]``, else the training config's ``data`` section.
 
@@ -86,11 +98,7 @@ def _dataset_entries(train_config: dict, extra: dict) -> list[dict[str, Any]]:
             names = [source] if source else []
     if isinstance(names, str):
         names = [names]
-    entries = []
-    for raw in names:
-        key = _ALIASES.get(str(raw).lower(), str(raw).lower())
-        entries.append({**_DATASET_FIELDS, "id": key, **KNOWN_DATASETS.get(key, {"name": str(raw)})})
-    return entries
+    return [_dataset_entry(raw) for raw in names]
 
 
 def fold_key(fold: object) -> tuple:
@@ -145,19 +153,49 @@ def _ablations(extra: dict, results: dict) -> list[dict[str, Any]]:
     return [a | {"name": a["name"] or a["variant"], "by_corpus_ua": a["by_corpus_ua"] or {}} for a in rows]
 
 
-def _license(train_config: dict, datasets: list[dict], extra: dict) -> tuple[str, str | None]:
-    """``(license id, licence name when "other")`` of the weights."""
+def _license(train_config: dict, datasets: list[dict], extra: dict) -> tuple[str, str | None, str | None]:
+    """``(license id, licence name, licence link)`` of the weights; name and link only for ``"other"``."""
     given = extra.get("license") or train_config.get("license")
+    real = [d for d in datasets if not d["synthetic"]]
     if given:
-        return str(given), extra.get("license_name")
-    datasets = [d for d in datasets if not d["synthetic"]]
-    licences = {d["license"] for d in datasets if d.get("license")}
-    if not datasets:
-        return CODE_LICENSE, None
-    if len(licences) == 1 and len(datasets) == len([d for d in datasets if d.get("license")]):
-        only = licences.pop()
-        return only, (f"{datasets[0]['id']}-derived" if only == "other" else None)
-    return "other", "derived-from-training-data"
+        license_id, name = str(given), extra.get("license_name")
+    elif not real:
+        return CODE_LICENSE, None, None
+    else:
+        licences = {d["license"] for d in real if d.get("license")}
+        if len(licences) == 1 and all(d.get("license") for d in real):
+            license_id = licences.pop()
+            name = f"{real[0]['id']}-derived" if license_id == "other" else None
+        else:
+            license_id, name = "other", "derived-from-training-data"
+    if license_id != "other":
+        return license_id, name, None
+    link = extra.get("license_link")
+    if not link:  # one corpus's own terms, else the card's Licences section, which names every corpus's
+        link = real[0]["url"] if len(real) == 1 and real[0]["license"] == "other" and real[0]["url"] else LICENCES_SECTION
+    return license_id, name, link
+
+
+def project_url(extra: dict | None = None) -> str | None:
+    """Where the project's source lives, or ``None`` when that is not known (no URL is made up).
+
+    ``extra["project_url"]`` when given, else the ``Source`` / ``Repository`` / ``Homepage`` entry
+    of ``[project.urls]`` in the installed gia-mic package's metadata (``pyproject.toml``).
+    """
+    given = (extra or {}).get("project_url")
+    if given:
+        return str(given)
+    try:
+        from importlib.metadata import PackageNotFoundError, metadata
+
+        entries = metadata("gia-mic").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("source", "repository", "homepage") and url.strip().startswith("https://"):
+            return url.strip()
+    return None
 
 
 def _encoders(cfg: dict) -> list[dict[str, Any]]:
@@ -195,33 +233,47 @@ def _per_class(results: dict, labels: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _metric_list(entry: dict) -> list[dict[str, Any]]:
+def _metric_list(entry: dict, suffix: str = "") -> list[dict[str, Any]]:
     metrics = []
     for key, mtype, name in (("wa", "accuracy", "WA (weighted accuracy)"),
                              ("ua", "recall", "UA (unweighted average recall)"),
                              ("macro_f1", "f1", "macro F1")):
         if isinstance(entry.get(key), (int, float)):
-            metrics.append({"type": mtype, "value": round(float(entry[key]), 4), "name": name})
+            metrics.append({"type": mtype, "value": round(float(entry[key]), 4), "name": name + suffix})
     return metrics
 
 
-def model_index(name: str, task: str, datasets: list[dict], protocol: str | None, results: dict,
-                n_labels: int) -> list[dict[str, Any]] | None:
-    """``model-index`` with WA / UA (/ macro F1) per fold and the mean over folds."""
-    folds, (mean, _) = _folds(results), _stats(results)
-    if not (folds or mean) or not datasets or datasets[0]["synthetic"]:  # no benchmark claim on generated data
-        return None
-    dataset = datasets[0]
-    ds = {"type": dataset["id"], "name": f"{dataset['name']} ({n_labels}-class{', ' + protocol if protocol else ''})"}
+EVALUATION_FIELDS = ("data", "dataset", "hub_id", "split", "modalities", "n", "wa", "ua", "macro_f1")
+"""The keys of an ``evaluations`` row (see ``render_model_card``)."""
+
+
+def _evaluations(extra: dict) -> list[dict[str, Any]]:
+    """``extra["evaluations"]`` rows with every key, the corpus's values and a table label filled in."""
+    rows = []
+    for row in _rows(extra.get("evaluations"), EVALUATION_FIELDS):
+        corpus = _dataset_entry(row["dataset"]) if row["dataset"] else None
+        hub_id = row["hub_id"] or (corpus["hub_id"] if corpus else None)
+        name = corpus["name"] if corpus else None
+        label = row["data"] or " ".join(str(x) for x in (name, f"({row['split']})" if row["split"] else None) if x)
+        rows.append(row | {"hub_id": hub_id, "name": name or row["data"], "data": label or "–",
+                           "type": hub_id or (corpus["id"] if corpus else None)})
+    return rows
+
+
+def model_index(name: str, task: str, evaluations: list[dict[str, Any]], n_labels: int) -> list[dict[str, Any]] | None:
+    """``model-index``: one entry per evaluated dataset, split and modality set (rows of ``_evaluations``).
+
+    Only rows that name their split and their dataset become entries. The training run's own
+    validation figures never do: that split chose the epoch, so it is no test of the model.
+    """
     task_entry = {"type": task, "name": "Multimodal emotion recognition"}
     entries = []
-    if len(folds) > 1:
-        for f in folds:
-            if metrics := _metric_list(f):
-                entries.append({"task": task_entry, "dataset": {**ds, "split": f"fold {f['fold']}"}, "metrics": metrics})
-    if metrics := _metric_list(mean):
-        split = f"mean over {len(folds)} folds" if len(folds) > 1 else "validation"
-        entries.append({"task": task_entry, "dataset": {**ds, "split": split}, "metrics": metrics})
+    for row in evaluations:
+        suffix = f", {row['modalities']}" if row["modalities"] else ""
+        if not (row["split"] and row["type"]) or not (metrics := _metric_list(row, suffix)):
+            continue
+        dataset = {"type": row["type"], "name": f"{row['name']} ({n_labels}-class)", "split": str(row["split"])}
+        entries.append({"task": task_entry, "dataset": dataset, "metrics": metrics})
     return [{"name": name, "results": entries}] if entries else None
 
 
@@ -233,20 +285,22 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
     labels, modalities = list(cfg.get("labels") or []), list(cfg.get("modalities") or [])
     datasets = _dataset_entries(train_config, extra)
     protocol = _protocol(train_config, results, datasets, extra)
-    license_id, license_name = _license(train_config, datasets, extra)
+    license_id, license_name, license_link = _license(train_config, datasets, extra)
     name = extra.get("model_name") or (repo_id.split("/")[-1] if repo_id else "gia-mic")
     task = pipeline_tag(modalities)
     encoders = _encoders(cfg)
+    evaluations = _evaluations(extra)
     mean, std = _stats(results)
     front: dict[str, Any] = {"library_name": "gia-mic", "pipeline_tag": task, "license": license_id}
-    if license_name:
-        front["license_name"] = license_name
+    front.update({k: v for k, v in (("license_name", license_name), ("license_link", license_link)) if v})
+    front["paper_url"] = PAPER_URL
     front["tags"] = TAGS + [m for m in modalities]
     if base := [e["id"] for e in encoders if e["hub"]]:
         front["base_model"] = base
-    if real := [d["id"] for d in datasets if not d["synthetic"]]:
-        front["datasets"] = real
-    if index := model_index(name, task, datasets, protocol, results, len(labels)):
+    hub_ids = [d["hub_id"] for d in datasets if d["hub_id"]] + [e["hub_id"] for e in evaluations if e["hub_id"]]
+    if hub_ids:  # Hub dataset ids only: a corpus without one is named in the card's text
+        front["datasets"] = list(dict.fromkeys(hub_ids))
+    if index := model_index(name, task, evaluations, len(labels)):
         front["model-index"] = index
     ablations = _ablations(extra, results)
     settings = {**(train_config.get("optim") or {}),
@@ -266,7 +320,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
-        "evaluations": _rows(extra.get("evaluations"), ("data", "modalities", "n", "wa", "ua", "macro_f1")),
+        "evaluations": evaluations, "project_url": project_url(extra),
         "notes": [str(n) for n in extra.get("notes") or []],
         "limitations": [str(n) for n in extra.get("limitations") or []],
         "license_notes": [str(n) for n in extra.get("license_notes") or []],
@@ -306,15 +360,32 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
         train_config: ``train_config.yaml`` as a dict (``model``, ``data``, ``optim`` sections).
         results: ``results.json`` as a dict (``folds``, ``mean``, ``std``; fractions in [0, 1]).
         repo_id: ``org/name`` used in the usage snippets (``ORG/NAME`` when not given).
-        extra: Optional values: ``datasets``, ``protocol``, ``license``, ``model_name``,
+        extra: Optional values: ``datasets``, ``protocol``, ``license``, ``license_name``,
+            ``license_link`` (default for ``license: other``: the one corpus's terms, else the
+            card's Licences section), ``project_url`` (default: ``project_url()``; no install
+            URL is shown when unknown), ``model_name``,
             ``ablations`` (``[{"name", "wa", "ua", "macro_f1"}]`` or ``ablations.json``'s
             ``{name: {"mean": ...}}``), ``fold`` (this checkpoint's
             fold), ``revision``, ``best_fold``, ``revisions`` (``[{"name", "fold", "ua"}]``),
-            ``plots`` (paths in the repo), ``evaluations`` (``[{"data", "modalities", "n",
-            "wa", "ua", "macro_f1"}]``, e.g. from ``gia-mic evaluate``), ``notes`` (Markdown
-            bullets on how the model was built), ``limitations`` and ``license_notes`` (extra
-            bullets for those sections), ``details`` (plain values for a checkpoint's own
+            ``plots`` (paths in the repo), ``evaluations`` (held-out results, below), ``notes``
+            (Markdown bullets on how the model was built), ``limitations`` and ``license_notes``
+            (extra bullets for those sections), ``details`` (plain values for a checkpoint's own
             template, e.g. ``gia-mic-lite.md.j2``).
+
+            ``evaluations`` is a list of plain dicts, one per evaluated dataset, split and
+            modality set, e.g. from ``gia-mic evaluate --json``::
+
+                {"dataset": "ravdess",             # a KNOWN_DATASETS id (name, licence, Hub id filled in) or a name
+                 "hub_id": None,                   # Hub dataset id; default KNOWN_DATASETS' (None where none exists)
+                 "split": "test: actors 21-24",    # the split; a row without one gets no model-index entry
+                 "modalities": "speech + text",
+                 "n": 96, "wa": 0.71, "ua": 0.70, "macro_f1": 0.69,  # fractions in [0, 1]
+                 "data": "RAVDESS actors 21-24"}   # optional table label (default: name and split)
+
+            Each row with a dataset and a split becomes one ``model-index`` entry (metrics named
+            with the modalities); pass test splits only, never the split that selected the
+            epoch or recipe. ``results``' validation folds are shown in the card, never in
+            ``model-index``.
         template: The template in ``templates/``; a checkpoint's own one extends
             ``model_card.md.j2`` and overrides its ``notes``, ``limitations`` and
             ``license_notes`` blocks.

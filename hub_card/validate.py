@@ -35,8 +35,8 @@ def check_card(content: str) -> ModelCard:
         problems.append(f"library_name is {meta['library_name']!r}, expected 'gia-mic'")
     if "arxiv:2506.00865" not in (meta.get("tags") or []):
         problems.append("tags lack 'arxiv:2506.00865'")
-    if meta.get("license") == "other" and not meta.get("license_name"):
-        problems.append("license 'other' needs a license_name")
+    if meta.get("license") == "other":
+        problems += [f"license 'other' needs a {key}" for key in ("license_name", "license_link") if not meta.get(key)]
     for key in ("base_model", "datasets", "tags"):
         value = meta.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
@@ -50,6 +50,8 @@ def check_card(content: str) -> ModelCard:
         else:
             problems += [f"model-index metric {r.metric_type!r} has a non-numeric value {r.metric_value!r}"
                          for r in results if not isinstance(r.metric_value, (int, float))]
+            problems += sorted({f"model-index result on {r.dataset_name!r} does not name its split"
+                                for r in results if not r.dataset_split})
     if problems:
         raise CardError("invalid model card: " + "; ".join(problems))
     return card

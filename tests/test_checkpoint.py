@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,3 +176,95 @@ def test_int8_storage_is_smaller_and_close(tiny_model, tmp_path):
     assert weight.dtype == torch.float32
     assert (weight - reference).abs().max() <= reference.abs().max() / 127
     torch.testing.assert_close(logits_of(again), logits_of(tiny_model), atol=2e-2, rtol=5e-2)
+
+
+# ---------------------------------------------------------------------------------- fast loading
+WHISPER_BERT = {"modalities": ["audio", "text"], "encoder_configs": {  # the embedded default's encoder families
+    "audio": {"model_type": "whisper", "d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+              "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+              "num_mel_bins": 80, "max_source_positions": 100, "vocab_size": 300},
+    "text": {"model_type": "bert", "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}}}
+
+
+@pytest.mark.parametrize("overrides", [{}, WHISPER_BERT, {"mig_shared_weights": True}],
+                         ids=["clip-wavlm-roberta", "whisper-bert", "shared-mig"])
+def test_loading_equals_a_random_build_then_copy(tmp_path, overrides):
+    """from_pretrained builds with parameters on meta and assigns the checkpoint's tensors; every
+    parameter and buffer (the non-persistent ``position_ids`` too), every ``requires_grad`` and the
+    logits equal those of the plain way: a randomly initialised model the weights are copied into."""
+    from tests.conftest import build_tiny
+
+    build_tiny(**overrides).save_pretrained(tmp_path / "ckpt")
+    loaded = GiaMicForEmotionRecognition.from_pretrained(tmp_path / "ckpt")
+    plain = GiaMicForEmotionRecognition(copy.deepcopy(loaded.config))
+    plain.load_state_dict(load_file(str(tmp_path / "ckpt" / "model.safetensors")))
+    plain.processor = loaded.processor
+    plain.eval()
+    for ours, theirs in ((loaded.named_parameters(), plain.named_parameters()),
+                         (loaded.named_buffers(), plain.named_buffers())):
+        ours, theirs = dict(ours), dict(theirs)
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert not ours[key].is_meta and torch.equal(ours[key], theirs[key]), key
+            assert ours[key].requires_grad == theirs[key].requires_grad, key
+    assert any(k.endswith("position_ids") for k, _ in loaded.named_buffers())
+    assert torch.equal(logits_of(loaded), logits_of(plain))
+
+
+def test_loading_never_initialises_weights_it_then_overwrites(tiny_checkpoint, monkeypatch):
+    drawn = []
+    for name in ("normal_", "uniform_"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(tensor, *args, _original=original, **kwargs):
+            if not tensor.is_meta:
+                drawn.append(tensor.numel())
+            return _original(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    GiaMicForEmotionRecognition.from_pretrained(tiny_checkpoint)
+    assert sum(drawn) == 0
+
+
+def test_parameters_on_meta_leaves_buffers_and_other_threads_alone():
+    import threading
+
+    from gia_mic.checkpoint import parameters_on_meta
+
+    elsewhere = {}
+    with parameters_on_meta():
+        inside = torch.nn.BatchNorm1d(3)
+        thread = threading.Thread(target=lambda: elsewhere.setdefault("module", torch.nn.Linear(2, 2)))
+        thread.start()
+        thread.join()
+    after = torch.nn.Linear(2, 2)
+    assert inside.weight.is_meta and inside.bias.is_meta
+    assert torch.equal(inside.running_var, torch.ones(3))  # buffers are computed for real
+    assert not elsewhere["module"].weight.is_meta and not after.weight.is_meta
+
+
+def test_large_finite_weights_load_and_mixed_infinities_are_refused(tiny_checkpoint, tmp_path):
+    """The finiteness check sums each tensor first; a sum that overflows must not refuse finite weights."""
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "big")
+    state = load_file(str(ckpt / "model.safetensors"))
+    state["classifier.0.weight"] = torch.full_like(state["classifier.0.weight"], 3e38)  # the sum is inf
+    save_file(state, str(ckpt / "model.safetensors"))
+    loaded = GiaMicForEmotionRecognition.from_pretrained(ckpt)
+    assert torch.equal(loaded.classifier[0].weight, state["classifier.0.weight"])
+    state["classifier.0.weight"][0, :2] = torch.tensor([float("inf"), float("-inf")])  # the sum is NaN
+    save_file(state, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"NaN or Inf values, refused: classifier\.0\.weight"):
+        GiaMicForEmotionRecognition.from_pretrained(ckpt)
+
+
+def test_loaded_weights_do_not_read_the_file_afterwards(tiny_checkpoint, tmp_path):
+    """Assigned tensors own their memory: safetensors maps the file, and a truncated mapping kills the process."""
+    ckpt = copy_ckpt(tiny_checkpoint, tmp_path / "c")
+    code = ("import sys, torch\n"
+            "from gia_mic import GiaMicForEmotionRecognition\n"
+            "model = GiaMicForEmotionRecognition.from_pretrained(sys.argv[1])\n"
+            "open(sys.argv[1] + '/model.safetensors', 'wb').close()  # truncated in place\n"
+            "print(sum(float(p.double().sum()) for p in model.parameters()))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(ckpt)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +66,23 @@ def test_wrong_family_speech_encoder_is_refused(encoder_dirs):
     cfg.encoder_configs.pop("audio")
     with pytest.raises(EncoderLoadError, match="is a 'roberta' model; supported"):
         GiaMicForEmotionRecognition.from_config(cfg)
+
+
+def test_only_the_encoder_families_a_checkpoint_uses_are_imported(tmp_path):
+    """transformers' model code is imported when an encoder is built, family by family (each costs start time)."""
+    from tests.test_checkpoint import WHISPER_BERT
+
+    build_tiny(**WHISPER_BERT).save_pretrained(tmp_path / "ckpt")
+    code = ("import json, sys\n"
+            "import gia_mic.cli, gia_mic.pipeline\n"
+            "before = 'transformers.modeling_utils' in sys.modules\n"
+            "from gia_mic import GiaMicForEmotionRecognition\n"
+            "GiaMicForEmotionRecognition.from_pretrained(sys.argv[1])\n"
+            "print(json.dumps([before, sorted(m.split('.')[2] for m in sys.modules\n"
+            "                          if m.startswith('transformers.models.') and '.modeling_' in m)]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ckpt")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    before, families = json.loads(done.stdout.splitlines()[-1])
+    assert not before  # importing the CLI and the pipeline imports no transformers model code
+    assert {"whisper", "bert"} <= set(families) and not {"clip", "wavlm", "roberta"} & set(families)

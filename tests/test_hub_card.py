@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hub_card import CardError, check_card, pipeline_tag, render_model_card
+from hub_card import KNOWN_DATASETS, CardError, check_card, pipeline_tag, render_model_card
 from hub_card.__main__ import main as card_cli
+from hub_card.render import PAPER_URL
 from tests.hub_server import validate_card_yaml
 
 
@@ -58,22 +60,58 @@ def test_front_matter_fields(model_config):
     assert meta["pipeline_tag"] == "video-classification"
     assert {"emotion-recognition", "multimodal", "arxiv:2506.00865"} <= set(meta["tags"])
     assert meta["base_model"] == ["microsoft/wavlm-large"]  # carried configs (id None) are skipped
-    assert meta["datasets"] == ["iemocap"]
+    assert "datasets" not in meta  # IEMOCAP has no copy on the Hub: named in the text, not linked to a wrong id
     assert meta["license"] == "other" and meta["license_name"] == "iemocap-derived"
+    assert meta["license_link"] == KNOWN_DATASETS["iemocap"]["url"]  # the one corpus's own terms
+    assert meta["paper_url"] == "https://arxiv.org/abs/2506.00865"
 
 
-def test_model_index_has_every_fold_and_the_mean(model_config):
-    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo")
-    name, results = model_index_to_eval_results(front(text)["model-index"])
-    assert name == "emo"
-    splits = sorted({r.dataset_split for r in results})
-    assert splits == ["fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean over 5 folds"]
-    assert {r.dataset_name for r in results} == {"IEMOCAP (4-class, 5-fold leave-one-session-out)"}
-    mean_ua = [r.metric_value for r in results if r.dataset_split.startswith("mean") and r.metric_type == "recall"]
-    assert mean_ua == [0.648]
+EVALUATIONS = [  # what an evaluation feeds the card: one row per dataset, split and modality set
+    {"dataset": "ravdess", "split": "test: actors 21-24", "modalities": "speech + text", "n": 96,
+     "wa": 0.71, "ua": 0.70, "macro_f1": 0.69},
+    {"dataset": "ravdess", "split": "test: actors 21-24", "modalities": "speech", "n": 96, "wa": 0.7, "ua": 0.69},
+    {"dataset": "meld", "split": "test", "modalities": "text", "n": 2610, "wa": 0.52, "ua": 0.41, "macro_f1": 0.4},
+    {"dataset": "My own clips", "hub_id": "me/clips", "split": "all", "modalities": "speech", "n": 12, "ua": 0.5},
+    {"data": "RAVDESS 17-20 (selection)", "modalities": "speech", "n": 144, "ua": 0.76},  # no split: table only
+]
+
+
+def test_model_index_has_one_entry_per_evaluated_split_and_never_the_validation_folds(model_config):
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo", extra={"evaluations": EVALUATIONS})
+    meta = front(text)
+    name, results = model_index_to_eval_results(meta["model-index"])
+    assert name == "emo" and len(meta["model-index"][0]["results"]) == 4
+    assert {(r.dataset_type, r.dataset_split) for r in results} == {
+        ("ravdess", "test: actors 21-24"), ("declare-lab/MELD", "test"), ("me/clips", "all")}
+    assert {r.dataset_name for r in results} == {"RAVDESS (4-class)", "MELD (4-class)", "My own clips (4-class)"}
+    ua = {(r.dataset_type, r.metric_name): r.metric_value for r in results if r.metric_type == "recall"}
+    assert ua[("ravdess", "UA (unweighted average recall), speech")] == 0.69
+    assert ua[("declare-lab/MELD", "UA (unweighted average recall), text")] == 0.41
+    assert not [r for r in results if "fold" in r.dataset_split or r.metric_value in (0.648, 0.61)]
+    assert meta["datasets"] == ["declare-lab/MELD", "me/clips"]  # Hub ids only
+    assert "| RAVDESS (test: actors 21-24) | speech + text | 96 | 71.00 | 70.00 | 69.00 |" in text
+    assert "| RAVDESS 17-20 (selection) | speech | 144 | – | 76.00 | – |" in text
+    assert "These are validation figures" in text and "results on held-out test data are under Evaluation" in text
     card = check_card(text)
-    assert len(card.data.eval_results) == 18  # 6 entries x (WA, UA, macro F1)
+    assert len(card.data.eval_results) == 9  # 3 + 2 + 3 + 1 metrics
     assert validate_card_yaml(text, "model") == ([], [])  # what the test Hub's /api/validate-yaml says
+    assert "model-index" not in front(render_model_card(model_config, TRAIN, RESULTS))  # validation alone: none
+
+
+def test_licence_links_and_the_project_url_are_never_made_up(model_config):
+    mixed = {"data": {"datasets": ["ravdess", "meld"]}}
+    meta = front(render_model_card(model_config, mixed))
+    assert (meta["license"], meta["license_name"], meta["license_link"]) == (
+        "other", "derived-from-training-data", "README.md#licences")
+    assert "license_link" not in front(render_model_card(model_config, {"data": {"dataset": "ravdess"}}))
+    given = front(render_model_card(model_config, mixed, extra={"license_link": "LICENSE.md"}))
+    assert given["license_link"] == "LICENSE.md"
+    text = render_model_card(model_config, mixed, RESULTS, extra={"evaluations": EVALUATIONS})
+    assert "pip install .   # in a checkout of the gia-mic source" in text and "git+" not in text
+    known = {PAPER_URL} | {d["url"] for d in KNOWN_DATASETS.values() if d.get("url")}
+    assert set(re.findall(r"https?://[^\s)\"'>]+", text)) <= known  # every URL in the card is a known, real one
+    text = render_model_card(model_config, extra={"project_url": "https://example.org/gia-mic"})
+    assert 'pip install "gia-mic @ git+https://example.org/gia-mic"' in text
 
 
 def test_results_ablations_and_revisions_render(model_config):
@@ -114,6 +152,13 @@ def test_check_card_rejects_bad_metadata():
                    "model-index:\n- name: x\n  results:\n  - task: {}\n---\n")
     with pytest.raises(CardError, match="missing front-matter field 'license'"):
         check_card("---\nlibrary_name: gia-mic\npipeline_tag: x\ntags: [arxiv:2506.00865]\n---\n# hi\n")
+    with pytest.raises(CardError, match="license 'other' needs a license_link"):
+        check_card("---\nlibrary_name: gia-mic\npipeline_tag: x\nlicense: other\nlicense_name: y\n"
+                   "tags: [arxiv:2506.00865]\n---\n")
+    with pytest.raises(CardError, match="result on 'D' does not name its split"):
+        check_card("---\nlibrary_name: gia-mic\npipeline_tag: x\nlicense: mit\ntags: [arxiv:2506.00865]\n"
+                   "model-index:\n- name: x\n  results:\n  - task: {type: t}\n    dataset: {type: d, name: D}\n"
+                   "    metrics: [{type: recall, value: 0.5}]\n---\n")
     errors, _ = validate_card_yaml("---\ntags: [1, {a: b}]\nmodel-index: [{name: x}]\n---\n", "model")
     assert len(errors) == 2
 
@@ -129,7 +174,11 @@ def test_cli_renders_a_checked_card(tmp_path, model_config):
                      "--train-config", str(tmp_path / "train_config.yaml"), "--repo-id", "org/emo",
                      "--out", str(out)]) == 0
     card = ModelCard.load(out)
-    assert card.data.library_name == "gia-mic" and len(card.data.eval_results) == 18
+    assert card.data.library_name == "gia-mic" and not card.data.eval_results  # validation folds only
+    evaluations = tmp_path / "evaluations.json"
+    evaluations.write_text(json.dumps(EVALUATIONS))
+    assert card_cli(["render", "--model-dir", str(ckpt), "--evaluations", str(evaluations), "--out", str(out)]) == 0
+    assert len(ModelCard.load(out).data.eval_results) == 9
     with pytest.raises(SystemExit, match="does not exist"):
         card_cli(["render", "--model-dir", str(tmp_path / "nope"), "--out", str(out)])
 

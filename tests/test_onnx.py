@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gia_mic import GiaMicConfig
+from gia_mic.errors import InputError
 from gia_mic.onnx_export import MANIFEST_NAME, export_onnx, gate_output_name
 from gia_mic.onnx_preprocessing import TextTokenizer, clip_pixels, wav2vec2_values, whisper_log_mel
 from gia_mic.onnx_runtime import OnnxEmotionRecognizer, OnnxRuntimeError
@@ -39,8 +40,11 @@ def max_diff(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def tiny_export(tiny_checkpoint, tmp_path_factory):
+    from gia_mic.cli import main
+
     out = tmp_path_factory.mktemp("onnx") / "tiny"
-    return export_onnx(tiny_checkpoint, out)
+    assert main(["export-onnx", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0  # the CLI's own path
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +180,13 @@ def test_runtime_errors_name_the_problem(tiny_export, tmp_path):
         onnx(text="hello", modalities=["audio"])
 
 
+@pytest.mark.parametrize("text", [b"caf\xe9", "caf\udce9"], ids=["latin-1 bytes", "undecodable str"])
+def test_runtime_checks_transcripts_like_the_torch_pipeline(tiny_export, text):
+    """One transcript check (gia_mic.text.clean_text) for both runtimes: the same InputError."""
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        OnnxEmotionRecognizer(tiny_export)(text=text)
+
+
 def test_a_truncated_graph_is_a_clear_error(tiny_export, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_export, broken)
@@ -186,9 +197,19 @@ def test_a_truncated_graph_is_a_clear_error(tiny_export, tmp_path):
 
 
 def test_export_entry_point_exits_2_on_a_bad_checkpoint(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gia_mic.onnx_export", "--model", str(tmp_path / "nope"),
+    done = subprocess.run([sys.executable, "-m", "gia_mic.cli", "export-onnx", "--model", str(tmp_path / "nope"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 2 and "error: checkpoint not found" in done.stderr
+    assert done.returncode == 2 and done.stderr.startswith("gia-mic: error: checkpoint not found")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_export_without_the_onnx_extra_is_a_one_line_error(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from gia_mic.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails
+    assert main(["export-onnx", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "ONNX export needs the onnx extra: pip install 'gia-mic[onnx]'" in err and len(err.splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------- the embedded checkpoint

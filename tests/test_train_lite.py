@@ -103,7 +103,8 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
     config, root = lite_run
     text = render_card(config, root / "run", root / "abl", MEASURED)
     meta = check_card(text).data.to_dict()
-    assert meta["license_name"] == "cc-by-nc-sa-4.0-and-gpl-3.0-derived" and meta["datasets"] == ["ravdess", "meld"]
+    assert meta["license_name"] == "cc-by-nc-sa-4.0-and-gpl-3.0-derived" and meta["datasets"] == ["declare-lab/MELD"]
+    assert meta["license_link"] == "README.md#licences"  # the card's section naming both corpora's terms
     assert "{%" not in text and "{{" not in text.split("## Citation")[0]  # every template tag was rendered
     notes = text.split("## How it was built\n\n")[1].split("\n\n")[0].splitlines()
     assert [n.split("**")[1] for n in notes] == ["Speech encoder", "Text encoder", "Fusion", "No video", "Data", "Size",
