@@ -151,6 +151,8 @@ class GiaMicConfig:
             modality (at least one is always kept).
         use_msr: ``False`` is the "without MSR" ablation (GIA removed, MSR := H).
         use_mir: ``False`` is the "without MIR" ablation (classifier on the MSR only).
+        temperature: Calibration temperature T: scores are ``softmax(logits / T)``. Fitted on the
+            selection split after training (``train.calibrate``); 1.0 means uncalibrated.
         model_type: Always ``"gia-mic"`` (transformers' key for ``AutoConfig``/``AutoModel``);
             absent from configs saved before it existed, which load the same.
         architectures: Always ``["GiaMicForEmotionRecognition"]`` (transformers' convention).
@@ -186,6 +188,7 @@ class GiaMicConfig:
     modality_dropout: float = 0.0
     use_msr: bool = True
     use_mir: bool = True
+    temperature: float = 1.0
     model_type: str = MODEL_TYPE
     architectures: list[str] = field(default_factory=lambda: list(ARCHITECTURES))
 
@@ -244,6 +247,9 @@ class GiaMicConfig:
         for name in ("dropout", "classifier_dropout", "modality_dropout"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and 0.0 <= value < 1.0, f"{name}: must be in [0, 1), got {value!r}")
+        need(isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool)
+             and math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100.0,
+             f"temperature: must be a number in [0.01, 100], got {self.temperature!r}")
         need(isinstance(self.mic_weight, (int, float)) and self.mic_weight >= 0,
              f"mic_weight: must be >= 0, got {self.mic_weight!r}")
         need(0 < self.min_audio_seconds < self.max_audio_seconds,

@@ -89,35 +89,39 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
 
     def __init__(self, config: GiaMicConfig) -> None:
         super().__init__()
+        config = copy.deepcopy(config)  # the encoder configs filled in below must not reach the caller's config
         self.config = config
         d = config.hidden_size
+        self.fusion_modalities = tuple(m for m in MODALITIES if m in config.modalities)
+        """The modalities the fusion has blocks for, in the fixed video, audio, text order."""
         self.encoders = nn.ModuleDict({
             m: build_encoder(m, *config.encoder_source(m), config.encoder_configs.get(m))
-            for m in config.modalities
+            for m in self.fusion_modalities
         })
         for m, enc in self.encoders.items():
             config.encoder_configs[m] = encoder_config_dict(enc)
         self.projections = nn.ModuleDict({
             m: nn.Identity() if enc.width == d else nn.Linear(enc.width, d) for m, enc in self.encoders.items()
         })
-        self.placeholders = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)  # (3, D)
         layer = dict(dim=d, heads=config.num_heads, dropout=config.dropout)
         self.feature_extractors = nn.ModuleDict({
-            m: FeatureExtractorLayer(mult=config.ffn_multiplier, **layer) for m in MODALITIES
+            m: FeatureExtractorLayer(mult=config.ffn_multiplier, **layer) for m in self.fusion_modalities
         })
+        self.directions = tuple((a, b) for a, b in DIRECTIONS if a in self.fusion_modalities and b in self.fusion_modalities)
+        self.pairs = tuple((p, q) for p, q in PAIRS if p in self.fusion_modalities and q in self.fusion_modalities)
         if config.use_msr:
             self.gia = nn.ModuleDict({
                 direction_name(a, b): GatedInteractiveAttention(pool_kernel=config.gate_pool_kernel, **layer)
-                for a, b in DIRECTIONS
+                for a, b in self.directions
             })
         if config.use_mir:
             mig = dict(kernel=config.mig_kernel, stride=config.mig_stride, **layer)
             if config.mig_shared_weights:
                 shared = ModalityInvariantGenerator(**mig)
-                self.mig = nn.ModuleDict({m: shared for m in MODALITIES})
+                self.mig = nn.ModuleDict({m: shared for m in self.fusion_modalities})
             else:
-                self.mig = nn.ModuleDict({m: ModalityInvariantGenerator(**mig) for m in MODALITIES})
-        n_pooled = 6 if config.use_mir else 3
+                self.mig = nn.ModuleDict({m: ModalityInvariantGenerator(**mig) for m in self.fusion_modalities})
+        n_pooled = len(self.fusion_modalities) * (2 if config.use_mir else 1)
         self.classifier = nn.Sequential(
             nn.Linear(n_pooled * d, d), nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(d, config.num_labels)
         )
@@ -146,40 +150,47 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
     # ------------------------------------------------------------------ encoders
     def encode(self, *, pixel_values: torch.Tensor | None = None, audio_values: torch.Tensor | None = None,
                audio_attention_mask: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
-               text_attention_mask: torch.Tensor | None = None, **_: object) -> dict[str, EncoderOutput]:
-        """Runs the pretrained encoders on whichever inputs are given.
+               text_attention_mask: torch.Tensor | None = None) -> dict[str, EncoderOutput]:
+        """Runs the pretrained encoders on whichever inputs are given (a misspelt name is a ``TypeError``).
 
         Returns:
             Raw encoder outputs per modality present in the inputs (before projection).
+
+        Raises:
+            ValueError: an input for a modality this model has no encoder for, or values without their mask.
         """
+        given = {"video": pixel_values, "audio": audio_values, "text": input_ids}
+        unknown = [m for m, value in given.items() if value is not None and m not in self.encoders]
+        if unknown:
+            raise ValueError(f"inputs for {', '.join(unknown)} given, but this model has no encoder for it "
+                             f"(it was built for {', '.join(self.fusion_modalities)})")
+        if audio_values is not None and audio_attention_mask is None:
+            raise ValueError("audio_values needs audio_attention_mask")
+        if input_ids is not None and text_attention_mask is None:
+            raise ValueError("input_ids needs text_attention_mask")
         out: dict[str, EncoderOutput] = {}
-        if pixel_values is not None and "video" in self.encoders:
+        if pixel_values is not None:
             out["video"] = self.encoders["video"](pixel_values)
-        if audio_values is not None and "audio" in self.encoders:
-            assert audio_attention_mask is not None, "audio_values needs audio_attention_mask"
+        if audio_values is not None:
             out["audio"] = self.encoders["audio"](audio_values, audio_attention_mask)
-        if input_ids is not None and "text" in self.encoders:
-            assert text_attention_mask is not None, "input_ids needs text_attention_mask"
+        if input_ids is not None:
             out["text"] = self.encoders["text"](input_ids, text_attention_mask)
         return out
 
     # ------------------------------------------------------------------ fusion
     def _tokens(self, encoded: dict[str, EncoderOutput], present: torch.Tensor,
                 batch: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Projects to D and puts the learned placeholder where a modality is absent."""
+        """Projects to D; an absent modality is one all-masked zero token (it takes part in nothing)."""
         tokens, masks = {}, {}
-        ref = self.placeholders
-        for i, m in enumerate(MODALITIES):
+        ref = self.classifier[0].weight
+        for m in self.fusion_modalities:
+            i = MODALITIES.index(m)
             if m in encoded:
-                x = self.projections[m](encoded[m].features.to(ref.dtype))  # (B, L, D)
-                mask = encoded[m].mask & present[:, i : i + 1]  # (B, L)
+                tokens[m] = self.projections[m](encoded[m].features.to(ref.dtype))  # (B, L, D)
+                masks[m] = encoded[m].mask & present[:, i : i + 1]  # (B, L)
             else:
-                x = ref.new_zeros(batch, 1, ref.shape[1])  # (B, 1, D)
-                mask = torch.zeros(batch, 1, dtype=torch.bool, device=ref.device)
-            absent = ~mask.any(dim=1)  # (B,)
-            x = x.clone()
-            x[:, 0] = torch.where(absent[:, None], ref[i].expand(batch, -1), x[:, 0])
-            tokens[m], masks[m] = x, mask
+                tokens[m] = ref.new_zeros(batch, 1, self.config.hidden_size)  # (B, 1, D)
+                masks[m] = torch.zeros(batch, 1, dtype=torch.bool, device=ref.device)
         return tokens, masks
 
     def _drop_modalities(self, present: torch.Tensor) -> torch.Tensor:
@@ -220,12 +231,14 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         use = torch.tensor([m in encoded and m in wanted for m in MODALITIES], device=device)
         present = self._drop_modalities(modality_mask.to(device).bool() & use)  # (B, 3)
         tokens, masks = self._tokens(encoded, present, batch)
-        h = {m: self.feature_extractors[m](tokens[m], masks[m]) for m in MODALITIES}  # (B, L_M, D) each
+        h = {m: self.feature_extractors[m](tokens[m], masks[m]) for m in self.fusion_modalities}  # (B, L_M, D)
         msr, gates = self._msr(h, masks)
         mir, mir_mask = self._mir(h, msr, masks) if self.config.use_mir else ({}, None)
-        pooled = [masked_mean(msr[m], masks[m]) for m in MODALITIES]
+        # an absent modality contributes zeros: no learned value of it can reach the classifier
+        pooled = [masked_mean(msr[m], masks[m]) for m in self.fusion_modalities]  # (B, D) each
         if mir:
-            pooled += [masked_mean(mir[m], mir_mask) for m in MODALITIES]
+            pooled += [masked_mean(mir[m], mir_mask) * masks[m].any(dim=1, keepdim=True).to(mir[m].dtype)
+                       for m in self.fusion_modalities]
         logits = self.classifier(torch.cat(pooled, dim=-1))  # (B, C)
         out = GiaMicOutput(logits=logits, gates=gates, msr=msr, mir=mir,
                            masks={**masks, **({"mir": mir_mask} if mir else {})}, modality_mask=present)
@@ -238,23 +251,23 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         """Spec §3: H_A^MSR = sum over B != A of G * H_{A->B} + (1 - G) * H_A."""
         if not self.config.use_msr:
             return dict(h), {}
-        parts: dict[str, list[torch.Tensor]] = {m: [] for m in MODALITIES}
+        parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.fusion_modalities}
         gates = {}
-        for a, b in DIRECTIONS:
+        for a, b in self.directions:
             name = direction_name(a, b)
             fused, gates[name] = self.gia[name](h[a], masks[a], h[b], masks[b])  # (B, L_A, D)
             parts[a].append(fused)
-        return {m: parts[m][0] + parts[m][1] for m in MODALITIES}, gates
+        return {m: sum(parts[m]) if parts[m] else h[m] for m in self.fusion_modalities}, gates
 
     def _mir(self, h: dict[str, torch.Tensor], msr: dict[str, torch.Tensor],
              masks: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Spec §4 on H_VST, packed so each sample's real tokens come first (padding-invariant)."""
-        h_vst = torch.cat([h[m] for m in MODALITIES], dim=1)  # (B, L_V+L_S+L_T, D)
-        mask_vst = torch.cat([masks[m] for m in MODALITIES], dim=1)  # (B, L_VST)
+        h_vst = torch.cat([h[m] for m in self.fusion_modalities], dim=1)  # (B, L_V+L_S+L_T, D)
+        mask_vst = torch.cat([masks[m] for m in self.fusion_modalities], dim=1)  # (B, L_VST)
         order = torch.argsort((~mask_vst).to(torch.int8), dim=1, stable=True)  # real tokens first
         h_vst = torch.gather(h_vst, 1, order[..., None].expand_as(h_vst))
         mask_vst = torch.gather(mask_vst, 1, order)
-        mir = {m: self.mig[m](h_vst, mask_vst, msr[m], masks[m]) for m in MODALITIES}  # (B, L', D)
+        mir = {m: self.mig[m](h_vst, mask_vst, msr[m], masks[m]) for m in self.fusion_modalities}  # (B, L', D)
         return mir, downsample_mask(mask_vst, self.config.mig_stride)
 
     def _loss(self, out: GiaMicOutput, labels: torch.Tensor, present: torch.Tensor,
@@ -269,7 +282,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         mir_loss = out.logits.new_zeros((), dtype=torch.float32)
         if out.mir:
             index = {m: i for i, m in enumerate(MODALITIES)}
-            for p, q in PAIRS:
+            for p, q in self.pairs:
                 both = present[:, index[p]] & present[:, index[q]]  # (B,)
                 mir_loss = mir_loss + symmetric_kl(out.mir[p], out.mir[q], out.masks["mir"] & both[:, None])
         out.mir_loss = mir_loss
@@ -286,13 +299,21 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         return self.fuse(encoded, modality_mask=modality_mask, modalities=modalities, labels=labels,
                          sample_weights=sample_weights)
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities ``softmax(logits / config.temperature)``: the one decoding path.
+
+        Args:
+            logits: ``(..., C)`` as returned in ``GiaMicOutput.logits``.
+        """
+        return (logits.float() / self.config.temperature).softmax(dim=-1)
+
     # ------------------------------------------------------------------ checkpoints (the Hub contract)
     processor = None  # the GiaMicProcessor saved beside the weights
 
     @property
     def device(self) -> torch.device:
         """Where the weights are (transformers' convention, e.g. for ``pipeline``)."""
-        return self.placeholders.device
+        return self.classifier[0].weight.device
 
     @classmethod
     def from_config(cls, config: GiaMicConfig) -> GiaMicForEmotionRecognition:
@@ -300,7 +321,7 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         from gia_mic.processing import GiaMicProcessor
 
         model = cls(config)
-        model.processor = GiaMicProcessor.from_config(config)
+        model.processor = GiaMicProcessor.from_config(model.config)  # one config object for model and processor
         return model
 
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None,
@@ -370,12 +391,12 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         with torch.device("meta"):  # shapes only: a config asking for a huge model is refused before allocation
             expected = cls(copy.deepcopy(config)).state_dict()
         check_weights_header(directory, expected)
-        processor = GiaMicProcessor.from_pretrained(directory, config)  # refuses code-running processor folders
         state = read_weights(directory, expected)
         with parameters_on_meta():  # no random init: the checkpoint's tensors become the parameters
             model = cls(config)
         load_strict(model, state, directory)
-        model.processor = processor
+        # refuses code-running processor folders; shares the model's config object (one config)
+        model.processor = GiaMicProcessor.from_pretrained(directory, model.config)
         model.eval()
         if device is not None:
             model.to(device)

@@ -13,10 +13,7 @@ from torch import nn
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over valid tokens; a row with no valid token falls back to its first token.
-
-    The fallback is how an absent modality's learned placeholder (always at position 0)
-    reaches the classifier.
+    """Mean over valid tokens; a row with no valid token (an absent modality) is zero.
 
     Args:
         x: ``(B, L, D)``.
@@ -28,7 +25,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(x.dtype).unsqueeze(-1)  # (B, L, 1)
     count = weights.sum(dim=1)  # (B, 1)
     mean = (x * weights).sum(dim=1) / count.clamp(min=1.0)  # (B, D)
-    return torch.where(count > 0, mean, x[:, 0])
+    return mean  # an empty row sums to zero
 
 
 def masked_window_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:

@@ -206,7 +206,7 @@ class OnnxEmotionRecognizer:
 
     def _prediction(self, index: int, outputs: list[np.ndarray], tokens: dict[str, list[np.ndarray | None]],
                     wanted: Sequence[str], timings: dict[str, float]) -> OnnxPrediction:
-        logits = outputs[0][index].astype(np.float64)
+        logits = outputs[0][index].astype(np.float64) / self.config.temperature  # as GiaMicForEmotionRecognition.probabilities
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         order = np.argsort(-probs)

@@ -181,8 +181,8 @@ class EmotionRecognizer:
                 missing.pop("audio", None)
             elif audio is not None:
                 array, rate = audio if isinstance(audio, tuple) else (audio, self.config.sample_rate)
-                waveform = self.processor.prepare_waveform(array, rate)
-                truncated = truncated or len(np.asarray(array).reshape(-1)) / max(rate, 1) > self.config.max_audio_seconds + 1.0
+                waveform, cut = self.processor.prepare_waveform(array, rate)
+                truncated = truncated or cut
                 duration = duration or len(waveform) / self.config.sample_rate
                 missing.pop("audio", None)
         if frames is None:
@@ -323,7 +323,7 @@ class EmotionRecognizer:
         start = time.perf_counter()
         out = self._fuse(clips, uses)
         fusion_ms = (time.perf_counter() - start) * 1000.0 / len(clips)
-        probs = out.logits.float().softmax(-1).cpu().numpy()  # (B, C)
+        probs = self.model.probabilities(out.logits).cpu().numpy()  # (B, C)
         if not np.isfinite(probs).all():  # never hand NaN scores to a user (or to JSON)
             raise InputError("the model produced non-finite scores (NaN/Inf) for this input; "
                              "the checkpoint's weights may be corrupt")
@@ -336,7 +336,7 @@ class EmotionRecognizer:
                 if len(use) > 1:
                     top = self.labels.index(pred.label)
                     rest = [[x for x in use if x != m] for m in use]
-                    left_out = self._fuse([clip] * len(use), rest).logits.float().softmax(-1)[:, top].cpu()
+                    left_out = self.model.probabilities(self._fuse([clip] * len(use), rest).logits)[:, top].cpu()
                     pred.contributions = {m: float(pred.scores[0]["score"] - p) for m, p in zip(use, left_out.tolist())}
             for pred in preds:
                 pred.timings_ms["explain"] = (time.perf_counter() - start) * 1000.0 / len(preds)
@@ -350,7 +350,7 @@ class EmotionRecognizer:
         pairs = [(i, m) for i, use in enumerate(uses) if len(use) > 1 for m in use]
         if pairs:
             alone = self._fuse([clips[i] for i, _ in pairs], [[m] for _, m in pairs])
-            probs = alone.logits.float().softmax(-1).cpu().numpy()  # (P, C)
+            probs = self.model.probabilities(alone.logits).cpu().numpy()  # (P, C)
             for (i, m), p in zip(pairs, probs):
                 top = int(np.argmax(p))
                 preds[i].per_modality[m] = {"label": self.labels[top], "score": float(p[top])}

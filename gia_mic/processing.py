@@ -205,14 +205,13 @@ class GiaMicProcessor:
                                         min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds,
                                         start=start, end=end)
 
-    def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Mono, resampled, length-checked float32 waveform for an array input."""
+    def prepare_waveform(self, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, bool]:
+        """Mono, resampled, length-checked float32 waveform for an array input, and whether it was cut."""
         from gia_mic.waveform import prepare_waveform
 
         c = self.config
-        out, _ = prepare_waveform(waveform, sample_rate, target_rate=c.sample_rate,
-                                  min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds)
-        return out
+        return prepare_waveform(waveform, sample_rate, target_rate=c.sample_rate,
+                                min_seconds=c.min_audio_seconds, max_seconds=c.max_audio_seconds)
 
     # ------------------------------------------------------------------ batching
     def __call__(self, *, frames: Sequence[np.ndarray | None] | None = None,

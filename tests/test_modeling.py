@@ -69,7 +69,8 @@ def test_batch_where_every_sample_lacks_text(tiny_model, rng):
     out = run(tiny_model, frames, audio, [None, None], labels=torch.tensor([0, 2]))
     assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
     assert not out.modality_mask[:, 2].any()
-    assert out.msr["text"].shape[1] == 1  # just the placeholder
+    assert out.msr["text"].shape[1] == 1  # one all-masked token
+    assert not out.masks["text"].any()
     # only the video-audio MIC pair remains
     assert out.mir_loss > 0
 
@@ -91,18 +92,82 @@ def test_modality_subset_equals_dropping_the_input(tiny_model, rng):
     assert not torch.allclose(full, subset)
 
 
-def test_absent_modality_uses_the_learned_placeholder(tiny_model, rng):
-    _, audio, _ = random_inputs(rng, 1)
-    before = run(tiny_model, audio=audio).logits
-    saved = tiny_model.placeholders.detach().clone()
-    with torch.no_grad():
-        tiny_model.placeholders[2] += torch.randn(32)  # a constant shift would vanish in LayerNorm
+def test_an_absent_modality_is_no_query_and_reaches_nothing(tiny_model, rng):
+    """SPEC §8: an absent modality takes part in no attention and adds nothing to the classifier.
+
+    Whatever sits at an absent modality's position (its zero token, or anything a bug puts there)
+    must not change the output: perturbing every fusion weight that only an absent modality's own
+    stream uses (its feature extractor, the GIA directions it queries) leaves the logits equal.
+    """
+    _, audio, text = random_inputs(rng, 2, seconds=(1.0, 1.4), texts=("happy day", "so sad"))
+    before = run(tiny_model, audio=audio, text=text)
+    saved = {k: v.detach().clone() for k, v in tiny_model.state_dict().items()}
+    own = [n for n, _ in tiny_model.named_parameters()
+           if n.startswith(("feature_extractors.video.", "gia.video<-", "projections.video."))]
+    assert own, "the tiny model has a video stream to perturb"
     try:
-        after = run(tiny_model, audio=audio).logits
-    finally:
         with torch.no_grad():
-            tiny_model.placeholders.copy_(saved)
-    assert not torch.allclose(before, after)
+            for n, p in tiny_model.named_parameters():
+                if n in own:
+                    p.add_(torch.randn_like(p))
+        after = run(tiny_model, audio=audio, text=text)
+    finally:
+        tiny_model.load_state_dict(saved)
+    torch.testing.assert_close(before.logits, after.logits)
+    assert torch.all(before.gates["audio<-video"] == 0) and torch.all(before.gates["text<-video"] == 0)
+
+
+def test_blocks_exist_only_for_the_configured_modalities(rng):
+    model = build_tiny(modalities=["audio", "text"])
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("video" in n for n in names), [n for n in names if "video" in n][:3]
+    assert model.fusion_modalities == ("audio", "text")
+    assert sorted(model.gia) == ["audio<-text", "text<-audio"] and sorted(model.mig) == ["audio", "text"]
+    assert model.classifier[0].in_features == 2 * 2 * model.config.hidden_size  # MSR + MIR of 2 modalities
+    _, audio, text = random_inputs(rng, 2, seconds=(1.0, 1.2), texts=("a b", "c"))
+    out = model(**model.processor(audio=audio, text=text), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    idle = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not idle, f"fusion parameters that never receive a gradient: {idle[:5]}"
+
+
+def test_building_a_model_leaves_the_callers_config_alone():
+    config = GiaMicConfig.from_preset("tiny")
+    carried = {m: dict(v) for m, v in config.encoder_configs.items()}
+    config.encoder_configs.pop("text")
+    config.text_encoder = None
+    config.encoder_configs["text"] = carried["text"]
+    before = config.to_dict()
+    build_tiny(encoder_configs=config.encoder_configs)
+    from gia_mic import GiaMicForEmotionRecognition
+    GiaMicForEmotionRecognition(config)
+    assert config.to_dict() == before
+
+
+def test_a_misspelt_input_is_an_error_not_a_missing_modality(tiny_model, rng):
+    _, audio, _ = random_inputs(rng, 1)
+    inputs = tiny_model.processor(audio=audio)
+    inputs["audio_value"] = inputs.pop("audio_values")
+    with pytest.raises(TypeError, match="audio_value"):
+        tiny_model(**inputs)
+
+
+def test_inputs_for_a_modality_without_an_encoder_are_refused(rng):
+    model = build_tiny(modalities=["audio", "text"])
+    frames, _, _ = random_inputs(rng, 1)
+    with pytest.raises(ValueError, match="no encoder for it"):
+        model.encode(pixel_values=torch.zeros(1, 8, 3, 32, 32))
+
+
+def test_probabilities_use_the_calibration_temperature(tiny_model):
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]])
+    plain = tiny_model.probabilities(logits)
+    torch.testing.assert_close(plain, logits.softmax(-1))
+    tiny_model.config.temperature = 2.0
+    try:
+        torch.testing.assert_close(tiny_model.probabilities(logits), (logits / 2).softmax(-1))
+    finally:
+        tiny_model.config.temperature = 1.0
 
 
 @pytest.mark.parametrize("overrides,check", [

@@ -255,3 +255,17 @@ def test_per_modality_answers_are_the_model_run_with_each_modality_alone(recogni
     assert fused.agreement is (len(labels) == 1)
     assert fused.to_dict()["per_modality"] == fused.per_modality
 
+
+
+def test_array_inputs_report_truncation_truthfully(recognizer):
+    """Cut means longer than max_audio_seconds, counted in samples per channel (not samples in total)."""
+    limit = recognizer.config.max_audio_seconds
+    rate = 16000
+    t = np.arange(int(rate * 1.5)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    stereo = np.stack([tone, tone])  # (2, N): 1.5 s, twice as many samples
+    assert recognizer.prepare(audio=(stereo, rate)).truncated is False
+    long = np.zeros(int(rate * (limit + 0.5)), dtype=np.float32)
+    long[::50] = 0.1
+    assert recognizer.prepare(audio=(long, rate)).truncated is True
+    assert recognizer.prepare(audio=(tone, rate)).truncated is False
