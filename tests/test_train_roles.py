@@ -172,6 +172,9 @@ def test_cli_rejects_bad_swap_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["lite", "--data-dir", str(tmp_path), "--out", str(tmp_path), "--swap-kinds", "neutral,bogus"])
     assert "--swap-kinds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["lite", "--data-dir", str(tmp_path), "--out", str(tmp_path), "--nemo-swaps", "-1"])
+    assert "--nemo-swaps must be >= 0" in capsys.readouterr().err
     assert main(["nemo", "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path)]) == 2
     assert "nemo/manifest.csv not found" in capsys.readouterr().err
 

@@ -420,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="lite: seed of the swapped transcripts (default 0)")
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.swap_kinds.split(",") if k.strip())
-    if args.copies < 0 or args.swaps < 0 or args.nemo_swaps < 0:
-        parser.error("--copies, --swaps and --nemo-swaps must be >= 0")
+    for name in ("copies", "swaps", "nemo_swaps"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if not kinds or set(kinds) - set(SWAP_KINDS):
         parser.error(f"--swap-kinds must list kinds among {','.join(SWAP_KINDS)}, got {args.swap_kinds!r}")
     swapping = ({"swaps": args.swaps, "nemo_swaps": args.nemo_swaps, "swap_kinds": kinds, "seed": args.seed}
