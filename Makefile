@@ -38,7 +38,10 @@ bench: install
 	$(PY) benchmarks/timeline.py --data $(DATA) --json benchmarks/results/timeline-cpu.json
 
 # Rebuilds the embedded default checkpoints/gia-mic-lite from the public corpora in $(DATA)
-# (RAVDESS actors 01-20 as 16 kHz FLAC with manifest.csv, MELD train/dev CSVs; see README).
+# (RAVDESS actors 01-20 as 16 kHz FLAC with manifest.csv, MELD train/dev CSVs, nEMO; see README).
+# train.prepare writes data/lite/lite.csv (train + selection rows), data/lite/selection/ and
+# data/lite/test/ (one manifest per corpus) and data/lite/checks/ (train/configs/lite.yaml says which
+# speakers play which role).
 lite: install
 	$(PY) -m train.prepare lite --data-dir $(DATA) --out data/lite
 	$(PY) -m train --config train/configs/lite.yaml --output-dir runs/lite --resume

@@ -146,3 +146,28 @@ def test_unchanged_files_are_not_decoded_again(tmp_path, monkeypatch):
     fourth, cache = run(samples[2:])
     assert decodes == [str(clips[2])] and cache.stats.misses == 2
     assert torch.equal(fourth["s2"]["video"], first["s2"]["video"])
+
+
+def test_rows_sharing_a_file_are_decoded_once_and_share_features(tmp_path, monkeypatch):
+    """train.prepare's swapped rows: one audio file with several transcripts -> one decode, one tensor."""
+    from tests.clips import make_clip
+    from train.data import Sample
+
+    model = build_tiny()
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=0.5, tone_hz=300 + 100 * i) for i in range(3)]
+    samples = [Sample(id=f"s{i}-{k}", label=0, speaker="a", video=str(c), audio=str(c), text=f"words {i} {k}")
+               for i, c in enumerate(clips) for k in range(3)]
+    decodes = []
+    real = model.processor.decode
+    monkeypatch.setattr(model.processor, "decode", lambda path, **kw: decodes.append(str(path)) or real(path, **kw))
+    for attempt in range(2):  # a cold cache, then a warm one
+        decodes.clear()
+        cache = FeatureCache(tmp_path / "cache")
+        out = extract_frozen(model, samples, cache, batch_size=4, device=torch.device("cpu"), progress=False)
+        assert decodes == ([str(c) for c in clips] if attempt == 0 else [])
+        for i in range(3):
+            rows = [out[f"s{i}-{k}"] for k in range(3)]
+            assert rows[0]["video"] is rows[1]["video"] is rows[2]["video"]
+            assert not torch.equal(rows[0]["text"], rows[1]["text"])
+        # each file and each transcript looked up once, not once per row
+        assert (cache.stats.hits, cache.stats.misses) == ((0, 3 + 9) if attempt == 0 else (3 + 9, 0))

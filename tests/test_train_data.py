@@ -107,10 +107,16 @@ def test_prepare_writes_readable_manifests(tmp_path):
         pytest.skip("../shared/data is absent (a fresh clone)")
     path, rows, dropped = prepare("ravdess", SHARED_DATA, tmp_path)
     assert len(rows) + sum(dropped.values()) == 1200 and set(dropped) == {"fearful", "disgust", "surprised"}
-    assert {r["split"] for r in rows if int(r["speaker"][5:]) > 16} == {"val"}
-    samples, _ = read_manifest(path, labels=LABELS, label_map={})
-    assert len(samples) == len(rows) and all(s.audio and s.video is None for s in samples)
+    split = {int(r["speaker"][5:]): r["split"] for r in rows}
+    assert [split[a] for a in range(1, 21)] == ["train"] * 14 + ["val"] * 2 + ["test"] * 4
+    samples, dropped = read_manifest(path, labels=LABELS, label_map={})
+    assert len(samples) == len(rows) - 4 * 36 and dropped == {"<split test>": 4 * 36}  # test actors never train
+    assert all(s.audio and s.video is None for s in samples)
     path, rows, dropped = prepare("meld", SHARED_DATA, tmp_path)
     assert len(rows) + sum(dropped.values()) == 11098 and {r["path"] for r in rows} == {""}
     samples, _ = read_manifest(path, labels=LABELS, label_map={})
     assert {s.split for s in samples} == {"train", "val"} and all(s.text for s in samples)
+    assert {r["split"] for r in rows if r["id"].startswith("meld-dev-")} == {"test"}
+    path, rows, dropped = prepare("nemo", SHARED_DATA, tmp_path)
+    assert len(rows) == 3076 and sum(dropped.values()) == 4481 - 3076 and set(dropped) == {"fear", "surprised"}
+    assert {r["label"] for r in rows} == {"neutral", "happy", "angry", "sad"}

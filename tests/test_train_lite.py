@@ -14,28 +14,45 @@ from gia_mic.configuration import ConfigError
 from train.data import read_manifest
 from train.prepare import lite_rows, write_manifest
 
+NEMO_SPEAKERS = {"EB0": "female", "IC0": "female", "KD0": "female", "MK0": "female",
+                 "KS0": "male", "MP0": "male", "SM0": "male", "TP0": "male", "WR0": "male"}
+NEMO_EMOTIONS = {"anger": "angry", "happiness": "happy", "neutral": "neutral", "sadness": "sad", "fear": "",
+                 "surprised": ""}
 
-def fake_corpora(root):
+
+def fake_corpora(root, meld_dialogues=30):
+    """The real layout in small: RAVDESS actors 01-20, MELD train / dev dialogues, nEMO's 9 speakers."""
     (root / "ravdess").mkdir(parents=True)
     (root / "meld").mkdir()
+    (root / "nemo").mkdir()
     with open(root / "ravdess" / "manifest.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "actor", "emotion", "transcript"])
-        for actor in (1, 2, 17):
+        for actor in range(1, 21):
             for emotion in ("neutral", "calm", "happy", "sad", "angry", "fearful"):
                 w.writerow([f"Actor_{actor:02d}/{actor:02d}-{emotion}.flac", actor, emotion, "Kids are talking by the door"])
-    for name, n in (("train_sent_emo.csv", 10), ("dev_sent_emo.csv", 3)):
+    emotions = ["neutral", "joy", "anger", "surprise", "sadness", "neutral"]
+    for name, dialogues in (("train_sent_emo.csv", meld_dialogues), ("dev_sent_emo.csv", 4)):
         with open(root / "meld" / name, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["Sr No.", "Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID"])
-            for i in range(n):
-                w.writerow([i, f"line {i}", "Ross", ["neutral", "joy", "anger", "surprise"][i % 4], 0, i])
+            for d in range(dialogues):
+                for u in range(6):
+                    w.writerow([d * 6 + u, f"{name[:3]} line {d}.{u}", ["Ross", "Monica"][u % 2], emotions[(d + u) % 6], d, u])
+    with open(root / "nemo" / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "speaker", "sex", "age", "emotion", "label", "transcript", "duration_s", "md5"])
+        for speaker, sex in NEMO_SPEAKERS.items():
+            for emotion, label in NEMO_EMOTIONS.items():
+                for k in range(2):
+                    w.writerow([f"audio/{speaker}/{speaker}_{emotion}_{k}.ogg", speaker, sex, 30, emotion, label,
+                                f"Zdanie numer {k}.", 2.0, "0" * 32])
 
 
 def test_lite_rows_balance_corpus_and_class_cells(tmp_path):
     fake_corpora(tmp_path)
     rows, dropped = lite_rows(tmp_path, augment_dir=tmp_path / "augmented")
-    assert dropped == {"fearful": 3, "surprise": 2}
+    assert dropped == {"fearful": 20, "surprise": 30 + 4, "fear": 18, "surprised": 18}
     totals = defaultdict(float)
     for r in rows:
         if r["split"] == "train":
@@ -43,11 +60,11 @@ def test_lite_rows_balance_corpus_and_class_cells(tmp_path):
         else:
             assert r["weight"] == "1"
     cells = list(totals.values())
-    assert len(cells) == 4 + 3  # RAVDESS has 4 classes, MELD train has neutral/joy/anger here
+    assert len(cells) == 3 * 4  # three corpora, four classes each
     assert max(cells) == pytest.approx(min(cells), rel=1e-4)
-    assert {r["corpus"] for r in rows if r["split"] == "val"} == {"ravdess", "meld"}
-    ravdess_train = [r for r in rows if r["corpus"] == "ravdess" and r["split"] == "train"]
-    assert len(ravdess_train) == 16 * 2 * 5  # 2 training actors x 5 kept emotions, as recorded + 15 copies
+    assert {r["corpus"] for r in rows if r["split"] == "val"} == {"ravdess", "meld", "nemo"}
+    ravdess_train = [r for r in rows if r["corpus"] == "ravdess" and r["split"] == "train" and not r.get("swap")]
+    assert len(ravdess_train) == 14 * 16 * 5  # 14 training actors x 5 kept emotions, as recorded + 15 copies
     assert all(r["path"].endswith(f"{r['augment_id']}-a{r['id'].rsplit('-a', 1)[1]}.wav")
                for r in ravdess_train if "augment_id" in r)
     assert len({r["id"] for r in rows}) == len(rows)

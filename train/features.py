@@ -120,14 +120,24 @@ def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, bat
     was_training = model.training
     model.eval()
     extractors = {m: _Extractor(model, m, cache, batch_size, device) for m in modalities}
+    # Rows that share a source (one audio file listed with several transcripts: train.prepare's
+    # swapped rows) are decoded and encoded once and share one tensor: the first row with a source
+    # carries it, the others are filled in from it at the end.
+    first: dict[str, tuple[str, str]] = {}
+    shared: list[tuple[str, str, str]] = []
     bar = tqdm(samples, desc=f"features ({', '.join(modalities)})", unit="clip", disable=not progress, leave=False)
     for sample in bar:
         todo, aliases = [], {}
         for m, extractor in extractors.items():
             descriptor = source_descriptor(sample, m, model.processor)
             if descriptor is not None:
-                aliases[m] = cache.source_alias(extractor.identity, descriptor)
-                hit = cache.lookup_source(aliases[m])
+                alias = cache.source_alias(extractor.identity, descriptor)
+                if alias in first:
+                    shared.append((sample.id, m, alias))
+                    continue
+                first[alias] = (sample.id, m)
+                aliases[m] = alias
+                hit = cache.lookup_source(alias)
                 if hit is not None:  # unchanged file: no decoding
                     out[sample.id][m] = hit
                     continue
@@ -141,6 +151,10 @@ def extract_frozen(model, samples: Sequence[Sample], cache: FeatureCache, *, bat
                 extractors[m].offer(sample.id, value, out, alias=aliases.get(m))
     for extractor in extractors.values():
         extractor.flush(out)
+    for sample_id, m, alias in shared:
+        source_id, source_m = first[alias]
+        if source_m in out[source_id]:
+            out[sample_id][m] = out[source_id][source_m]
     model.train(was_training)
     s = cache.stats
     logger.info("feature cache: %d hits, %d misses, %d corrupt entries recomputed", s.hits, s.misses, s.corrupt)
