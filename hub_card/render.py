@@ -332,6 +332,7 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
+        "results_split": str(extra.get("results_split") or "validation"),
         "evaluations": evaluations, "project_url": project_url(extra),
         "notes": [str(n) for n in extra.get("notes") or []],
         "limitations": [str(n) for n in extra.get("limitations") or []],
@@ -379,7 +380,8 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
             ``ablations`` (``[{"name", "wa", "ua", "macro_f1"}]`` or ``ablations.json``'s
             ``{name: {"mean": ...}}``), ``fold`` (this checkpoint's
             fold), ``revision``, ``best_fold``, ``revisions`` (``[{"name", "fold", "ua"}]``),
-            ``plots`` (paths in the repo), ``evaluations`` (held-out results, below), ``notes``
+            ``plots`` (paths in the repo), ``results_split`` (what ``results``' single split
+            is called in the Results table; default ``validation``), ``evaluations`` (held-out results, below), ``notes``
             (Markdown bullets on how the model was built), ``limitations`` and ``license_notes``
             (extra bullets for those sections), ``details`` (plain values for a checkpoint's own
             template, e.g. ``gia-mic-lite.md.j2``).

@@ -112,7 +112,7 @@ def fit_temperature(sets: Sequence[SelectionSet]) -> float:
     if not found.success or at_bound:
         raise CalibrationError(f"calibration: the fitted temperature ran to the search bound ({math.exp(found.x):.3g}, "
                                f"searched {math.exp(lo):.3g}..{math.exp(hi):.3g}): the selection rows cannot place it "
-                               "(e.g. every one is classified right)")
+                               "(every row right sends T to 0; scores no better than chance send it to infinity)")
     return float(math.exp(found.x))
 
 
