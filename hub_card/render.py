@@ -115,7 +115,7 @@ def _rows(items: object, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def _folds(results: dict) -> list[dict[str, Any]]:
-    folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall"))
+    folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall", "test"))
     return sorted(folds, key=lambda f: fold_key(f["fold"]))
 
 
@@ -327,12 +327,13 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
         "split": data.get("split"), "label_map": _label_map(data), "license": license_id,
         "folds": _folds(results), "mean": mean, "std": std, "per_class": _per_class(results, labels),
+        "test_mean": dict(results.get("test_mean") or {}), "test_std": dict(results.get("test_std") or {}),
         "ablations": ablations,
         "ablation_corpora": sorted({c for a in ablations for c in a["by_corpus_ua"]}),
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
-        "results_split": str(extra.get("results_split") or "validation"),
+        "results_split": str(extra.get("results_split") or results.get("split") or "validation"),
         "evaluations": evaluations, "project_url": project_url(extra),
         "notes": [str(n) for n in extra.get("notes") or []],
         "limitations": [str(n) for n in extra.get("limitations") or []],

@@ -128,7 +128,7 @@ def test_results_ablations_and_revisions_render(model_config):
     assert "| **mean ± std** | 63.80 ± 3.00 | 64.80 ± 3.10 | 62.80 ± 2.90 | |" in text
     assert "| w/o MIC | 60.00 | 62.00 | – |" in text
     assert "5-fold leave-one-session-out" in text and "`happy` ← happy, excited" in text
-    assert "fold with the highest UA" in text and "![curves.png](curves.png)" in text
+    assert "fold with the highest validation UA" in text and "![curves.png](curves.png)" in text
     assert "schedule" not in text  # only scalar optimiser settings are shown
 
 
