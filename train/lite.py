@@ -127,8 +127,10 @@ def latency(model_dir: Path, data_dir: Path, repeats: int = 10) -> dict[str, flo
     """Median end-to-end time of one ~3-s RAVDESS clip with its transcript, and with Whisper tiny.en ASR."""
     from gia_mic.pipeline import EmotionRecognizer
 
-    with open(data_dir / "test" / "ravdess.csv", newline="", encoding="utf-8") as handle:
+    manifest = data_dir / "test" / "ravdess.csv"
+    with open(manifest, newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
+    row["path"] = str(manifest.parent / (row.get("path") or row["audio"]))  # relative paths: to the CSV's folder
     out: dict[str, float] = {"threads": torch.get_num_threads()}
     for key, asr, text in (("no_asr_ms", None, row["transcript"]), ("with_asr_ms", "tiny.en", None)):
         rec = EmotionRecognizer.from_pretrained(model_dir, asr_model=asr, device="cpu")
