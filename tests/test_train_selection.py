@@ -56,5 +56,7 @@ def test_cross_validation_chooses_the_epoch_without_the_test_fold(tmp_path, monk
         assert fold["n_val"] + fold["n_train"] + fold["n_test"] == 24
         assert {n for name, n in scored if name == fold["fold"]} == {fold["n_val"]}  # never the test fold
         assert selection and fold["n_val"] < 24 - fold["n_test"]
+    card = (tmp_path / "cv" / "fold_2" / "best" / "README.md").read_text()
+    assert "These are selection figures" in card and "| 2 (this checkpoint) | test: fold 2 |" in card
     stored = json.loads((tmp_path / "cv" / "results.json").read_text())
     assert stored["test_mean"]["ua"] == pytest.approx(sum(f["test"]["ua"] for f in stored["folds"]) / 3)

@@ -284,7 +284,9 @@ class FoldTrainer:
     def _card(self) -> str:
         """The ``hub_card`` model card of ``best/`` (this fold's validation result so far)."""
         single = self.fold.name == "0"  # make_folds' name for a single train/val split
-        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), {"folds": [self.result()]},
+        result = self.result()
+        results = {"folds": [result], **({"split": result["split"]} if "split" in result else {})}
+        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), results,
                                  extra={"fold": None if single else self.fold.name})
 
     def _checkpoint(self) -> None:
