@@ -140,6 +140,8 @@ def test_previous_meld_figure_from_either_format(tmp_path):
     assert previous_meld_text_ua(tmp_path / "old.json") == 0.5628
     (tmp_path / "new.json").write_text(json.dumps({"evaluations": measured_values()["evaluations"]}))
     assert previous_meld_text_ua(tmp_path / "new.json") == 0.5712
+    (tmp_path / "rebuilt.json").write_text(json.dumps(measured_values()))  # its own check's baseline, carried on
+    assert previous_meld_text_ua(tmp_path / "rebuilt.json") == 0.5628
     assert previous_meld_text_ua(tmp_path / "none.json") is None
 
 

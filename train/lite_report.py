@@ -85,10 +85,18 @@ def find(rows: Sequence[dict[str, Any]], corpus: str, modalities: str) -> dict[s
 
 
 def previous_meld_text_ua(path: Path) -> float | None:
-    """MELD dev text-only UA of the checkpoint ``path`` (its ``evaluation.json``, either format) describes."""
+    """The MELD dev text-only UA check (c) compares with, from the checkpoint's ``evaluation.json``.
+
+    A format-2 file carries the baseline its own check used forward (the checkpoint before issue
+    11), so re-exporting never ratchets the baseline down; a format-1 file gives its own figure.
+    """
     if not path.is_file():
         return None
-    rows = json.loads(path.read_text(encoding="utf-8")).get("evaluations") or []
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    baseline = ((stored.get("checks") or {}).get("meld_text") or {}).get("previous_ua")
+    if isinstance(baseline, (int, float)):
+        return float(baseline)
+    rows = stored.get("evaluations") or []
     for row in rows:
         if (row.get("dataset") == "meld" or row.get("data") == "MELD dev") and row.get("modalities") == "text":
             return float(row["ua"])
