@@ -98,6 +98,16 @@ def test_checkpoint_logits_are_the_pipeline_scores(tiny_checkpoint, tmp_path):
         checkpoint_logits(tiny_checkpoint, tmp_path / "bad.csv", "text")
 
 
+def informative_manifest(checkpoint, path, texts) -> None:
+    """Text rows labelled with the model's own answer but the first (its second choice): a random model is no
+    better than chance, which no temperature can calibrate; these labels make its scores carry information."""
+    from gia_mic.pipeline import EmotionRecognizer
+
+    rec = EmotionRecognizer.from_pretrained(checkpoint, asr_model=None, device="cpu")
+    labels = [rec(text=t, modalities=["text"]).scores[1 if i == 0 else 0]["label"] for i, t in enumerate(texts)]
+    path.write_text("path,label,transcript\n" + "".join(f",{lab},{t}\n" for lab, t in zip(labels, texts)))
+
+
 def test_cli_fits_on_selection_and_writes_only_when_asked(tiny_checkpoint, tmp_path, capsys):
     import shutil
 
@@ -105,10 +115,7 @@ def test_cli_fits_on_selection_and_writes_only_when_asked(tiny_checkpoint, tmp_p
 
     model = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, model)
-    lines = ["path,label,transcript"] + [f",{lab},{text}" for lab, text in
-                                         [("happy", "great"), ("sad", "oh no"), ("angry", "stop it"),
-                                          ("neutral", "ok then"), ("happy", "yay"), ("sad", "I miss her")]]
-    (tmp_path / "sel.csv").write_text("\n".join(lines) + "\n")
+    informative_manifest(model, tmp_path / "sel.csv", ["great", "oh no", "stop it", "ok then", "yay", "I miss her"])
     before = (model / "config.json").read_text()
     assert main(["--model", str(model), "--selection", f"{tmp_path / 'sel.csv'}:text"]) == 0
     out = capsys.readouterr().out
