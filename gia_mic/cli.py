@@ -169,12 +169,16 @@ def _evaluation_rows(args: argparse.Namespace, labels: list[str]) -> tuple[list[
 
 
 def _score(recognizer, items: list[dict[str, Any]], modalities, batch_size: int, errors: list[str],
-           progress: bool) -> tuple[list[int], list[int]]:
-    """Classifies the items in batches; a failing batch is retried row by row so the others still count."""
+           progress: bool) -> tuple[list[int], list[int], list[list[float]]]:
+    """Classifies the items in batches; a failing batch is retried row by row so the others still count.
+
+    Returns the true and predicted class indices and each scored row's probabilities (label order):
+    the scores the pipeline returns, i.e. after the checkpoint's temperature.
+    """
     from tqdm import tqdm
 
     index = {label: i for i, label in enumerate(recognizer.labels)}
-    y_true, y_pred = [], []
+    y_true, y_pred, probs = [], [], []
     bar = tqdm(total=len(items), desc="evaluating", unit="clip", file=sys.stderr, disable=not progress)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -191,9 +195,13 @@ def _score(recognizer, items: list[dict[str, Any]], modalities, batch_size: int,
             if pred is not None:
                 y_true.append(index[row["label"]])
                 y_pred.append(index[pred.label])
+                row_probs = [0.0] * len(index)
+                for score in pred.scores:
+                    row_probs[index[score["label"]]] = float(score["score"])
+                probs.append(row_probs)
         bar.update(len(chunk))
     bar.close()
-    return y_true, y_pred
+    return y_true, y_pred, probs
 
 
 def _device(requested: str | None, world: int) -> str | None:
@@ -211,7 +219,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     Under ``torchrun`` each process scores a contiguous share of the rows; rank 0 prints the
     gathered result, and every process returns the same exit status.
     """
-    from gia_mic.metrics import classification_report
+    from gia_mic.metrics import calibration_report, classification_report
 
     modalities = normalize_modalities(args.modalities) if args.modalities else None
     with Shards() as shards:
@@ -223,12 +231,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         gathered = shards.gather((*scored, failed, len(mine)))
     y_true = [y for part in gathered for y in part[0]]
     y_pred = [y for part in gathered for y in part[1]]
-    errors += [e for part in gathered for e in part[2]]  # shares are contiguous: still in manifest order
+    probs = [p for part in gathered for p in part[2]]
+    errors += [e for part in gathered for e in part[3]]  # shares are contiguous: still in manifest order
     report = classification_report(y_true, y_pred, recognizer.labels)
+    calibration = calibration_report(probs, y_true)
     result = {"n": report["n"], "skipped": skipped, "wa": report["wa"], "ua": report["ua"],
-              "macro_f1": report["macro_f1"], "per_class_recall": report["per_class_recall"],
+              "macro_f1": report["macro_f1"], "ece": calibration["ece"], "nll": calibration["nll"],
+              "per_class_recall": report["per_class_recall"],
               "confusion": report["confusion"], "labels": report["labels"], "errors": errors,
-              "world_size": shards.world, "rows_per_process": [part[3] for part in gathered]}
+              "world_size": shards.world, "rows_per_process": [part[4] for part in gathered]}
     code = 2 if not report["n"] else 1 if errors else 0
     if shards.rank != 0:
         return code
@@ -237,6 +248,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif report["n"]:
         _say(f"n={result['n']} skipped={result['skipped']} errors={len(errors)}")
         _say(f"WA {result['wa']:.4f}  UA {result['ua']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+        _say(f"ECE {result['ece']:.4f} (15 bins)  NLL {result['nll']:.4f}")
         for label, r in result["per_class_recall"].items():
             _say(f"  recall {label:<12} {'n/a' if r is None else f'{r:.4f}'}")
         for e in errors[:10]:
@@ -305,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("evaluate", help="WA / UA / macro-F1 over a manifest CSV",
+    p = sub.add_parser("evaluate", help="WA / UA / macro-F1, ECE / NLL over a manifest CSV",
                        description="Exit status: 0 every usable row scored, 1 some rows failed (figures over the "
                                    "rest, errors listed), 2 nothing could be scored or a user error.")
     p.add_argument("--manifest", required=True, help="CSV with path (or video/audio), label, transcript")

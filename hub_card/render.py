@@ -115,7 +115,7 @@ def _rows(items: object, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def _folds(results: dict) -> list[dict[str, Any]]:
-    folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall"))
+    folds = _rows(results.get("folds"), ("fold", "wa", "ua", "macro_f1", "epochs", "per_class_recall", "test"))
     return sorted(folds, key=lambda f: fold_key(f["fold"]))
 
 
@@ -243,7 +243,7 @@ def _metric_list(entry: dict, suffix: str = "") -> list[dict[str, Any]]:
     return metrics
 
 
-EVALUATION_FIELDS = ("data", "dataset", "hub_id", "split", "modalities", "n", "wa", "ua", "macro_f1")
+EVALUATION_FIELDS = ("data", "dataset", "hub_id", "split", "modalities", "n", "wa", "ua", "macro_f1", "ece", "nll")
 """The keys of an ``evaluations`` row (see ``render_model_card``)."""
 
 
@@ -260,21 +260,33 @@ def _evaluations(extra: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def model_index(name: str, task: str, evaluations: list[dict[str, Any]], n_labels: int) -> list[dict[str, Any]] | None:
-    """``model-index``: one entry per evaluated dataset, split and modality set (rows of ``_evaluations``).
+NOT_TEST_SPLITS = ("selection", "validation", "val", "train")
+"""Split names (or their first word) that never become ``model-index`` entries: they trained or chose the model."""
 
-    Only rows that name their split and their dataset become entries. The training run's own
-    validation figures never do: that split chose the epoch, so it is no test of the model.
+
+def _is_test_split(split: object) -> bool:
+    first = re.split(r"[\s:(]", str(split or "").strip().lower(), maxsplit=1)[0]
+    return bool(first) and first not in NOT_TEST_SPLITS
+
+
+def model_index(name: str, task: str, evaluations: list[dict[str, Any]], n_labels: int) -> list[dict[str, Any]] | None:
+    """``model-index``: one entry per evaluated dataset and split, its metrics named by modality set.
+
+    Only rows that name their split and their dataset become entries, and never a split that
+    trained or chose the model (``NOT_TEST_SPLITS``): the training run's validation figures chose
+    the epoch, so they are no test of the model. Rows of one dataset and split (e.g. speech + text,
+    speech, text) share one entry.
     """
     task_entry = {"type": task, "name": "Multimodal emotion recognition"}
-    entries = []
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
     for row in evaluations:
         suffix = f", {row['modalities']}" if row["modalities"] else ""
-        if not (row["split"] and row["type"]) or not (metrics := _metric_list(row, suffix)):
+        if not (_is_test_split(row["split"]) and row["type"]) or not (metrics := _metric_list(row, suffix)):
             continue
+        key = (str(row["type"]), str(row["split"]))
         dataset = {"type": row["type"], "name": f"{row['name']} ({n_labels}-class)", "split": str(row["split"])}
-        entries.append({"task": task_entry, "dataset": dataset, "metrics": metrics})
-    return [{"name": name, "results": entries}] if entries else None
+        entries.setdefault(key, {"task": task_entry, "dataset": dataset, "metrics": []})["metrics"] += metrics
+    return [{"name": name, "results": list(entries.values())}] if entries else None
 
 
 def build_context(model_config: dict, train_config: dict | None = None, results: dict | None = None, *,
@@ -315,11 +327,13 @@ def build_context(model_config: dict, train_config: dict | None = None, results:
         "encoders": encoders, "cfg": cfg, "task": task, "datasets": datasets, "protocol": protocol,
         "split": data.get("split"), "label_map": _label_map(data), "license": license_id,
         "folds": _folds(results), "mean": mean, "std": std, "per_class": _per_class(results, labels),
+        "test_mean": dict(results.get("test_mean") or {}), "test_std": dict(results.get("test_std") or {}),
         "ablations": ablations,
         "ablation_corpora": sorted({c for a in ablations for c in a["by_corpus_ua"]}),
         "optim": optim, "fold": extra.get("fold"), "revision": extra.get("revision"),
         "revisions": _rows(extra.get("revisions"), ("name", "fold", "ua")),
         "best_fold": extra.get("best_fold"), "plots": extra.get("plots") or [],
+        "results_split": str(extra.get("results_split") or results.get("split") or "validation"),
         "evaluations": evaluations, "project_url": project_url(extra),
         "notes": [str(n) for n in extra.get("notes") or []],
         "limitations": [str(n) for n in extra.get("limitations") or []],
@@ -367,7 +381,8 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
             ``ablations`` (``[{"name", "wa", "ua", "macro_f1"}]`` or ``ablations.json``'s
             ``{name: {"mean": ...}}``), ``fold`` (this checkpoint's
             fold), ``revision``, ``best_fold``, ``revisions`` (``[{"name", "fold", "ua"}]``),
-            ``plots`` (paths in the repo), ``evaluations`` (held-out results, below), ``notes``
+            ``plots`` (paths in the repo), ``results_split`` (what ``results``' single split
+            is called in the Results table; default ``validation``), ``evaluations`` (held-out results, below), ``notes``
             (Markdown bullets on how the model was built), ``limitations`` and ``license_notes``
             (extra bullets for those sections), ``details`` (plain values for a checkpoint's own
             template, e.g. ``gia-mic-lite.md.j2``).
@@ -380,11 +395,12 @@ def render_model_card(model_config: dict, train_config: dict | None = None, resu
                  "split": "test: actors 21-24",    # the split; a row without one gets no model-index entry
                  "modalities": "speech + text",
                  "n": 96, "wa": 0.71, "ua": 0.70, "macro_f1": 0.69,  # fractions in [0, 1]
+                 "ece": 0.05, "nll": 0.8,          # optional: calibration of the scores
                  "data": "RAVDESS actors 21-24"}   # optional table label (default: name and split)
 
-            Each row with a dataset and a split becomes one ``model-index`` entry (metrics named
-            with the modalities); pass test splits only, never the split that selected the
-            epoch or recipe. ``results``' validation folds are shown in the card, never in
+            The rows of one dataset and split become one ``model-index`` entry (metrics named
+            with the modalities); a split named ``selection``/``validation``/``train`` (first
+            word) never does. ``results``' validation folds are shown in the card, never in
             ``model-index``.
         template: The template in ``templates/``; a checkpoint's own one extends
             ``model_card.md.j2`` and overrides its ``notes``, ``limitations`` and

@@ -100,8 +100,27 @@ def test_evaluate(cli, tiny_checkpoint, tmp_path):
     assert out["n"] == 4 and out["skipped"] == 1 and out["errors"] == []
     assert sum(map(sum, out["confusion"])) == 4
     assert 0 <= out["wa"] <= 1 and 0 <= out["ua"] <= 1 and 0 <= out["macro_f1"] <= 1
+    assert 0 <= out["ece"] <= 1 and out["nll"] > 0
     assert set(out["per_class_recall"]) == {"neutral", "happy", "angry", "sad"}
     assert "evaluating" in proc.stderr  # the progress bar
+
+
+def test_evaluate_ece_and_nll_come_from_the_pipeline_scores(cli, tiny_checkpoint, tmp_path):
+    """One row: ECE = |right - top score| and NLL = -log(score of the true label), from `predict`'s scores."""
+    import math
+
+    make_clip(tmp_path / "a.wav", seconds=1.0)
+    (tmp_path / "m.csv").write_text("path,label,transcript\na.wav,sad,oh no\n")
+    scores = json.loads(cli("predict", tmp_path / "a.wav", "--model", tiny_checkpoint, "--json", "--text", "oh no",
+                            "--asr-model", "none").stdout)["scores"]
+    out = json.loads(cli("evaluate", "--model", tiny_checkpoint, "--manifest", tmp_path / "m.csv", "--json",
+                         "--asr-model", "none").stdout)
+    by_label = {s["label"]: s["score"] for s in scores}
+    right = float(scores[0]["label"] == "sad")
+    assert out["ece"] == pytest.approx(abs(right - scores[0]["score"]), abs=1e-6)
+    assert out["nll"] == pytest.approx(-math.log(by_label["sad"]), abs=1e-6)
+    human = cli("evaluate", "--model", tiny_checkpoint, "--manifest", tmp_path / "m.csv", "--asr-model", "none").stdout
+    assert f"ECE {out['ece']:.4f} (15 bins)  NLL {out['nll']:.4f}" in human
 
 
 def test_evaluate_counts_bad_rows(cli, tiny_checkpoint, tmp_path):

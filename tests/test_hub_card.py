@@ -77,10 +77,14 @@ EVALUATIONS = [  # what an evaluation feeds the card: one row per dataset, split
 
 
 def test_model_index_has_one_entry_per_evaluated_split_and_never_the_validation_folds(model_config):
-    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo", extra={"evaluations": EVALUATIONS})
+    selection = {"dataset": "ravdess", "split": "selection: actors 15-16", "modalities": "speech", "n": 72, "ua": 0.9}
+    text = render_model_card(model_config, TRAIN, RESULTS, repo_id="org/emo",
+                             extra={"evaluations": [*EVALUATIONS, selection]})
     meta = front(text)
     name, results = model_index_to_eval_results(meta["model-index"])
-    assert name == "emo" and len(meta["model-index"][0]["results"]) == 4
+    assert name == "emo" and len(meta["model-index"][0]["results"]) == 3  # one per test set (dataset and split)
+    assert not [r for r in results if r.metric_value == 0.9]  # a selection row is in the table, never model-index
+    assert "| ravdess (selection: actors 15-16) | speech | 72 |" in text.replace("RAVDESS", "ravdess")
     assert {(r.dataset_type, r.dataset_split) for r in results} == {
         ("ravdess", "test: actors 21-24"), ("declare-lab/MELD", "test"), ("me/clips", "all")}
     assert {r.dataset_name for r in results} == {"RAVDESS (4-class)", "MELD (4-class)", "My own clips (4-class)"}
@@ -124,7 +128,7 @@ def test_results_ablations_and_revisions_render(model_config):
     assert "| **mean ± std** | 63.80 ± 3.00 | 64.80 ± 3.10 | 62.80 ± 2.90 | |" in text
     assert "| w/o MIC | 60.00 | 62.00 | – |" in text
     assert "5-fold leave-one-session-out" in text and "`happy` ← happy, excited" in text
-    assert "fold with the highest UA" in text and "![curves.png](curves.png)" in text
+    assert "fold with the highest validation UA" in text and "![curves.png](curves.png)" in text
     assert "schedule" not in text  # only scalar optimiser settings are shown
 
 
@@ -199,6 +203,22 @@ def test_evaluations_notes_and_extra_bullets_render():
     assert "- Acted English only." in card and "- Non-commercial use only." in card
     bare = render_model_card(cfg)
     assert "## Evaluation" not in bare and "## How it was built" not in bare
+    assert "| ECE | NLL |" not in card and "Scores are not calibrated probabilities" in card
+
+
+def test_calibration_columns_and_the_temperature_note():
+    from hub_card import render_model_card
+
+    cfg = {"labels": ["neutral", "happy"], "modalities": ["audio"], "sample_rate": 16000, "min_audio_seconds": 0.1,
+           "max_audio_seconds": 8.0, "audio_encoder": "openai/whisper-tiny.en", "temperature": 1.8}
+    rows = [{"data": "RAVDESS 17-20", "split": "test", "modalities": "speech", "n": 10, "wa": 0.8, "ua": 0.79,
+             "macro_f1": 0.78, "ece": 0.051, "nll": 0.6123}, {"data": "MELD dev", "modalities": "text", "n": 5, "ua": 0.5}]
+    card = render_model_card(cfg, extra={"evaluations": rows})
+    assert "| data | modalities | n | WA | UA | macro F1 | ECE | NLL |" in card
+    assert "| RAVDESS 17-20 | speech | 10 | 80.00 | 79.00 | 78.00 | 5.10 | 0.612 |" in card
+    assert "| MELD dev | text | 5 | – | 50.00 | – | – | – |" in card
+    assert "temperature-scaled (T = 1.80, fitted on the selection split)" in card
+    assert "Scores are not calibrated probabilities" in render_model_card({**cfg, "temperature": 1.0})
 
 
 def test_ablations_with_per_corpus_ua_get_columns(model_config):

@@ -36,3 +36,38 @@ def test_empty_and_mismatched_input():
     assert r["per_class_recall"] == dict.fromkeys(LABELS) and r["confusion"] == [[0] * 4] * 4
     with pytest.raises(ValueError, match="y_true has 2 items but y_pred has 1"):
         classification_report([0, 1], [0], LABELS)
+
+
+# ---------------------------------------------------------------- calibration (ECE over 15 bins, NLL)
+def test_ece_and_nll_against_hand_values():
+    from gia_mic.metrics import calibration_report, expected_calibration_error, negative_log_likelihood
+
+    probs = [[0.95, 0.05], [0.05, 0.95], [0.65, 0.35], [0.35, 0.65]]
+    y = [0, 0, 0, 1]
+    # bin (14/15, 1]: confidences .95 and .95, one right -> |0.5 - 0.95| = 0.45, weight 2/4
+    # bin (9/15, 10/15]: confidences .65 and .65, both right -> |1 - 0.65| = 0.35, weight 2/4
+    assert expected_calibration_error(probs, y) == pytest.approx(0.5 * 0.45 + 0.5 * 0.35)
+    nll = -(math.log(0.95) + math.log(0.05) + 2 * math.log(0.65)) / 4
+    assert negative_log_likelihood(probs, y) == pytest.approx(nll)
+    assert calibration_report(probs, y) == pytest.approx({"ece": 0.4, "nll": nll})
+
+
+def test_ece_bins_are_upper_inclusive_and_nll_is_floored():
+    from gia_mic.metrics import NLL_FLOOR, expected_calibration_error, negative_log_likelihood
+
+    # confidence exactly 0.6 = 9/15 belongs to bin (8/15, 9/15] together with 0.55: one bin, one right
+    probs = [[0.6, 0.4, 0.0], [0.55, 0.45, 0.0]]
+    assert expected_calibration_error(probs, [0, 1]) == pytest.approx(abs(0.5 - (0.6 + 0.55) / 2))
+    assert expected_calibration_error(probs, [0, 1], bins=1) == pytest.approx(abs(0.5 - 0.575))
+    assert expected_calibration_error([[1.0, 0.0]], [0]) == 0.0  # perfectly confident and right
+    assert negative_log_likelihood([[1.0, 0.0]], [1]) == pytest.approx(-math.log(NLL_FLOOR))  # finite
+
+
+def test_calibration_input_errors():
+    from gia_mic.metrics import calibration_report
+
+    assert all(math.isnan(v) for v in calibration_report([], []).values())
+    for probs, y, message in (([[0.5, 0.5]], [0, 1], "1 rows"), ([0.5, 0.5], [0, 1], r"\(N, C\)"),
+                              ([[0.5, 0.5]], [2], "outside 0..1"), ([[float("nan"), 1.0]], [0], "finite")):
+        with pytest.raises(ValueError, match=message):
+            calibration_report(probs, y)

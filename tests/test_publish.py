@@ -17,7 +17,8 @@ from tests.conftest import HUB_TOKEN, build_tiny
 from tests.hub_server import HubServer
 from train.publish import PublishError, read_run
 
-UA = {1: 0.61, 2: 0.64, 3: 0.70, 4: 0.66, 5: 0.63}  # fold 3 is the best
+UA = {1: 0.61, 2: 0.64, 3: 0.70, 4: 0.66, 5: 0.63}  # selection UA (inside the training sessions): fold 3 is the best
+TEST_UA = {1: 0.72, 2: 0.58, 3: 0.65, 4: 0.60, 5: 0.59}  # each fold's held-out session: fold 1 scores best on its own
 RETRY = "python -m train.publish"
 
 LOAD = r"""
@@ -54,10 +55,15 @@ def make_run(root: Path, folds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> Path:
         model = build_tiny(seed=k)
         model.save_pretrained(root / (f"fold_{k}" if k else "") / "best")
     entries = [{"fold": str(k), "wa": UA[k] - 0.01, "ua": UA[k], "macro_f1": UA[k] - 0.02, "epochs": 3,
-                "per_class_recall": {label: UA[k] for label in model.config.labels}, "confusion": [[1]]} for k in folds]
+                "per_class_recall": {label: UA[k] for label in model.config.labels}, "confusion": [[1]],
+                "split": "selection", "selection_speakers": ["Ses01F"] if k != 1 else ["Ses02M"],
+                "test": {"split": f"test: session {k}", "n": 100 + k, "wa": TEST_UA[k] + 0.01, "ua": TEST_UA[k],
+                         "macro_f1": TEST_UA[k] - 0.01}} for k in folds]
     mean = {m: float(np.mean([e[m] for e in entries])) for m in ("wa", "ua", "macro_f1")} if folds else \
         {"wa": 0.6, "ua": 0.62, "macro_f1": 0.59}
-    (root / "results.json").write_text(json.dumps({"folds": entries, "mean": mean, "std": {}}))
+    test_mean = {"ua": float(np.mean([TEST_UA[k] for k in folds]))} if folds else {}
+    (root / "results.json").write_text(json.dumps({"folds": entries, "mean": mean, "std": {}, "split": "selection",
+                                                   "test_mean": test_mean, "test_std": {"ua": 0.05}}))
     train_config = yaml.safe_dump({"model": model.config.to_dict(), "data": {"source": "iemocap"}, "optim": {"lr": 1e-4}})
     for best in root.glob("**/best"):  # like `python -m train`: the config beside every checkpoint too
         (best / "train_config.yaml").write_text(train_config)
@@ -118,11 +124,19 @@ def test_pushed_cards_parse(published):
     repo = hub.repo("org/emo")
     main = check_card(repo.files("main")["README.md"].decode())
     assert main.data.library_name == "gia-mic" and main.data.license_link == "https://sail.usc.edu/iemocap/"
-    assert not main.data.eval_results  # validation folds chose the epochs: shown in the card, not in model-index
-    assert "This checkpoint is **fold 3**, the fold with the highest UA" in main.text
+    # model-index: this checkpoint's own held-out session only (the selection folds chose its epoch; the other
+    # sessions were in its training data); main is the best by selection UA, not fold 1 with the best test UA
+    assert {(r.dataset_type, r.dataset_split, r.metric_type, r.metric_value) for r in main.data.eval_results
+            if r.metric_type == "recall"} == {("iemocap", "test: session 3", "recall", 0.65)}
+    assert "This checkpoint is **fold 3**, the fold with the highest selection UA (chosen without looking at any " \
+           "test figure)" in main.text
+    assert "These are selection figures" in main.text
+    assert "| 3 (this checkpoint) | test: session 3 | 103 | 66.00 | 65.00 | 64.00 |" in main.text
+    assert "| 1 | test: session 1 | 101 | 73.00 | 72.00 | 71.00 |" in main.text
     assert 'revision="fold-1"' in main.text
     fold2 = check_card(repo.files("fold-2")["README.md"].decode())
     assert "This checkpoint is **fold 2** (revision `fold-2`)" in fold2.text
+    assert [r.dataset_split for r in fold2.data.eval_results] == ["test: session 2"] * 3
     assert "--model org/emo --revision fold-2" in fold2.text
     validated = [r for r in hub.requests if r.path == "/api/validate-yaml"]
     assert len(validated) == 6  # main + five branches, each validated by the "Hub"
@@ -182,5 +196,8 @@ def test_read_run_picks_the_best_fold_and_explains_gaps(tmp_path):
         read_run(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps({"folds": [{"fold": "1", "ua": 0.7}, {"fold": "2", "ua": 0.7}]}))
     assert read_run(tmp_path).best == "1"  # a tie goes to the first fold
+    (tmp_path / "results.json").write_text(json.dumps({"folds": [
+        {"fold": "1", "ua": 0.6, "test": {"ua": 0.9}}, {"fold": "2", "ua": 0.7, "test": {"ua": 0.5}}]}))
+    assert read_run(tmp_path).best == "2"  # by selection UA, never by a test figure
     with pytest.raises(PublishError, match="expected best/ or fold_k/best/"):
         read_run(tmp_path / "fold_1" / "best")

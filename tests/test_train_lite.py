@@ -88,22 +88,85 @@ def test_bad_weight_is_named(tmp_path, value, message):
 
 
 # ---------------------------------------------------------------- the card (hub_card/templates/gia-mic-lite.md.j2)
-MEASURED = {
-    "evaluations": [{"data": "RAVDESS actors 17-20", "modalities": "speech + text", "n": 144, "wa": 0.75, "ua": 0.7631,
-                     "macro_f1": 0.7553}],
-    "latency": {"threads": 2, "no_asr_ms": 66.4, "with_asr_ms": 512.6}, "size_mb": 46.17,
-    "ablations": {"full": {"mean": {"wa": 0.64, "ua": 0.6, "macro_f1": 0.59}, "by_corpus_ua": {"meld": 0.56}}},
-    "examples": [{"clip": "a_ANG.mp4", "true": "angry", "speech": "angry", "speech_text": "neutral"},
-                 {"clip": "b_DIS.mp4", "true": "disgust", "speech": "sad", "speech_text": "sad"},
-                 {"clip": "c_SAD.mp4", "true": "sad", "speech": "sad", "speech_text": "sad"}],
-}
+def fake_result(ua, ece, nll, n=144, sad=0.7, wa=None):
+    """What `gia-mic evaluate --json` returns (the fields train.lite reads)."""
+    return {"n": n, "wa": ua if wa is None else wa, "ua": ua, "macro_f1": ua - 0.01, "ece": ece, "nll": nll,
+            "per_class_recall": {"neutral": 0.8, "happy": 0.8, "angry": 0.8, "sad": sad},
+            "confusion": [[n // 4, 0, 0, 0], [0, n // 4, 0, 0], [0, 0, n // 4, 0], [0, 0, 0, n // 4]]}
+
+
+def measured_values():
+    from train.lite_report import FORMAT, conflict_checks, evaluation_row, split_name, targets
+
+    rows = [evaluation_row("ravdess", "audio,text", fake_result(0.8125, 0.05, 0.61), split_name("ravdess"),
+                           fake_result(0.8125, 0.12, 0.74)),
+            evaluation_row("ravdess", "audio", fake_result(0.8021, 0.07, 0.65, sad=0.6), split_name("ravdess"),
+                           fake_result(0.8021, 0.15, 0.80, sad=0.6)),
+            evaluation_row("meld", "text", fake_result(0.5712, 0.09, 1.02, n=897), split_name("meld"),
+                           fake_result(0.5712, 0.04, 0.98, n=897))]
+    examples = [{"clip": "a_ANG.mp4", "true": "angry", "speech": "angry", "speech_text": "angry"},
+                {"clip": "b_DIS.mp4", "true": "disgust", "speech": "sad", "speech_text": "sad"},
+                {"clip": "c_SAD.mp4", "true": "sad", "speech": "sad", "speech_text": "neutral"}]
+    checks = conflict_checks(rows, examples, ["neutral", "happy", "angry", "sad"],
+                             fake_result(0.7604, 0.1, 0.9), previous_meld_ua=0.5628)
+    calibration = {"split": "selection", "temperature": 1.734, "n": 1200, "before": {"ece": 0.141, "nll": 0.93},
+                   "after": {"ece": 0.032, "nll": 0.81}, "by_set": {"ravdess (audio,text)": {}, "meld (text)": {}}}
+    return {"format": FORMAT, "temperature": 1.734, "calibration": calibration, "evaluations": rows,
+            "targets": targets(rows), "checks": checks, "latency": {"threads": 2, "no_asr_ms": 66.4, "with_asr_ms": 512.6},
+            "size_mb": 46.17, "ablations": {"full": {"mean": {"wa": 0.64, "ua": 0.6, "macro_f1": 0.59},
+                                                     "by_corpus_ua": {"meld": 0.56}}},
+            "ablations_split": "selection", "examples": examples}
+
+
+def test_evaluation_rows_name_their_split_and_refuse_a_temperature_that_changes_labels():
+    from train.lite_report import evaluation_row, split_name
+
+    row = evaluation_row("meld", "text", fake_result(0.57, 0.04, 0.9), split_name("meld"), fake_result(0.57, 0.1, 1.1))
+    assert (row["data"], row["dataset"], row["split"], row["modalities"]) == ("MELD dev (test)", "meld", "test: dev", "text")
+    assert (row["ece"], row["ece_uncalibrated"], row["nll"], row["nll_uncalibrated"]) == (0.04, 0.1, 0.9, 1.1)
+    assert split_name("nemo", "test", ["SB0", "SA1"]) == "test: speakers SA1, SB0"
+    assert split_name("ravdess", "selection") == "selection: actors 15-16"
+    moved = fake_result(0.57, 0.1, 1.1)
+    moved["confusion"] = [[35, 1, 0, 0], [0, 35, 1, 0], [0, 0, 36, 0], [0, 0, 0, 36]]
+    with pytest.raises(ValueError, match="changed the labels"):
+        evaluation_row("meld", "text", fake_result(0.57, 0.04, 0.9), "test: dev", moved)
+
+
+def test_targets_and_checks_are_marked_met_or_missed_on_test_rows():
+    m = measured_values()
+    by_name = {t["target"]: t for t in m["targets"]}
+    assert by_name["RAVDESS UA"]["met"] is True and by_name["RAVDESS UA"]["split"] == "test: actors 17-20"
+    assert by_name["RAVDESS UA"]["modalities"] == "speech + text"  # the default input
+    assert by_name["RAVDESS sad recall"]["value"] == 0.7 and by_name["RAVDESS sad recall"]["met"] is True
+    assert by_name["MELD UA"]["met"] is False  # 0.5712 < 0.58
+    assert by_name["ECE MELD dev (test), text"]["met"] is False
+    assert by_name["ECE RAVDESS actors 17-20 (test), speech"]["met"] is True
+    assert all(t["split"].startswith("test") for t in m["targets"])
+    c = m["checks"]
+    assert (c["examples"]["clips"], c["examples"]["same_label"], c["examples"]["met"]) == (2, 1, False)
+    assert c["neutral_text"]["drop"] == pytest.approx(0.8021 - 0.7604) and c["neutral_text"]["met"] is False
+    assert c["meld_text"]["drop"] == pytest.approx(0.5628 - 0.5712) and c["meld_text"]["met"] is True
+
+
+def test_previous_meld_figure_from_either_format(tmp_path):
+    from train.lite_report import previous_meld_text_ua
+
+    old = {"evaluations": [{"data": "RAVDESS actors 17-20", "modalities": "text", "ua": 0.25},
+                           {"data": "MELD dev", "modalities": "text", "ua": 0.5628}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert previous_meld_text_ua(tmp_path / "old.json") == 0.5628
+    (tmp_path / "new.json").write_text(json.dumps({"evaluations": measured_values()["evaluations"]}))
+    assert previous_meld_text_ua(tmp_path / "new.json") == 0.5712
+    (tmp_path / "rebuilt.json").write_text(json.dumps(measured_values()))  # its own check's baseline, carried on
+    assert previous_meld_text_ua(tmp_path / "rebuilt.json") == 0.5628
+    assert previous_meld_text_ua(tmp_path / "none.json") is None
 
 
 @pytest.fixture()
 def lite_run(tmp_path):
     from gia_mic import GiaMicConfig
 
-    config = GiaMicConfig.from_preset("tiny", modalities=["audio", "text"]).to_dict()
+    config = GiaMicConfig.from_preset("tiny", modalities=["audio", "text"]).to_dict() | {"temperature": 1.734}
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump({"model": config, "optim": {"lr": 5e-4}}))
     results = {"folds": [{"fold": "0", "wa": 0.64, "ua": 0.6, "macro_f1": 0.59, "epochs": 7, "best_epoch": 3}]}
@@ -118,33 +181,83 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
     from train.lite import EXAMPLE_TRANSCRIPT, render_card
 
     config, root = lite_run
-    text = render_card(config, root / "run", root / "abl", MEASURED)
+    text = render_card(config, root / "run", root / "abl", measured_values())
     meta = check_card(text).data.to_dict()
     assert meta["license_name"] == "cc-by-nc-sa-4.0-and-gpl-3.0-derived" and meta["datasets"] == ["declare-lab/MELD"]
-    assert meta["license_link"] == "README.md#licences"  # the card's section naming both corpora's terms
+    assert meta["license_link"] == "README.md#licences"  # the card's section naming the corpora's terms
     assert "{%" not in text and "{{" not in text.split("## Citation")[0]  # every template tag was rendered
     notes = text.split("## How it was built\n\n")[1].split("\n\n")[0].splitlines()
     assert [n.split("**")[1] for n in notes] == ["Speech encoder", "Text encoder", "Fusion", "No video", "Data", "Size",
-                                                 "Ablations", "Latency", "Out of domain"]
+                                                 "Calibration", "Ablations", "Latency", "Out of domain"]
     assert all(n.startswith("- **") for n in notes)  # one Markdown line per bullet, however the template wraps it
     assert "**Size**: 46.2 MB on disk" in text
-    assert "a 3-epoch budget (the full model's own run stopped after 7 epochs; its best was epoch 3)" in text
+    assert "T = 1.734, fitted by minimising the NLL on the selection split (1200 rows; each of 2 selection sets" in text
+    assert "On the selection split, ECE (15 bins) 0.141 -> 0.032, NLL 0.930 -> 0.810" in text
+    assert "a 3-epoch budget (the full model's own run stopped after 7 epochs; its best was epoch 3), scored on the " \
+           "**selection** split" in text
     assert "66 ms with a given transcript, 513 ms with Whisper tiny.en ASR." in text
     assert (f'transcript "{EXAMPLE_TRANSCRIPT}"): of the 2 in the 4 classes, speech alone gets 2 right and '
             "speech + transcript 1.") in text
-    assert "(a_ANG.mp4: angry -> speech angry, speech + text neutral; b_DIS.mp4: disgust -> speech sad" in text
-    for bullet in ("- A **neutral-worded transcript can override emotional speech**",
-                   "- Whisper tiny.en weights: OpenAI, MIT licence. all-MiniLM-L6-v2: Apache-2.0.",
-                   "- **Not trained on video**; the text branch learned from MELD transcripts only."):
+    assert "(a_ANG.mp4: angry -> speech angry, speech + text angry; b_DIS.mp4: disgust -> speech sad" in text
+    for bullet in ("- A **neutral-worded transcript can override emotional speech**",  # the checks were missed
+                   "- Whisper tiny.en weights: OpenAI, MIT licence. all-MiniLM-L6-v2: Apache-2.0."):
         assert bullet in text
+
+
+def test_lite_card_tables_name_the_split_of_every_figure(lite_run):
+    from hub_card import check_card
+    from train.lite import render_card
+
+    config, root = lite_run
+    text = render_card(config, root / "run", root / "abl", measured_values())
+    assert "| RAVDESS UA | RAVDESS actors 17-20 (test) | speech + text | test: actors 17-20 | 0.812 | ≥ 0.80 | **met** |" in text
+    assert "| MELD UA | MELD dev (test) | text | test: dev | 0.571 | ≥ 0.58 | **missed** |" in text
+    assert "| ECE MELD dev (test), text | MELD dev (test) | text | test: dev | 0.090 | ≤ 0.08 | **missed** |" in text
+    assert "| (a) the 2 in-class example clips" in text and "| 1 of 2 | ≥ 3 | **missed** |" in text
+    assert "| 76.04 vs 80.21: 4.2 points | ≤ 3 points | **missed** |" in text
+    assert "| 57.12 vs 56.28: drop -0.8 points | ≤ 2 points | **met** |" in text
+    assert "| RAVDESS actors 17-20 (test) | test: actors 17-20 | 80.21 | – | 81.25 |" in text  # unimodal / bimodal
+    assert "| RAVDESS actors 17-20 (test) | speech + text | test: actors 17-20 | 12.00 -> 5.00 | 0.740 -> 0.610 |" in text
+    assert "| RAVDESS actors 17-20 (test) | speech + text | 144 | 81.25 | 81.25 | 80.25 | 5.00 | 0.610 |" in text
+    assert "| selection | 64.00 | 60.00 | 59.00 | 7 |" in text and "These are selection figures" in text
+    assert "targets met" not in text.lower() and "| validation |" not in text
+    assert "temperature-scaled (T = 1.73, fitted on the selection split)" in text
+    index = check_card(text).data.to_dict()["model-index"][0]["results"]
+    assert [(r["dataset"]["type"], r["dataset"]["split"]) for r in index] == [("ravdess", "test: actors 17-20"),
+                                                                               ("declare-lab/MELD", "test: dev")]
+    assert len(index[0]["metrics"]) == 6  # WA, UA, macro F1 for speech + text and for speech
 
 
 def test_lite_card_without_ablation_run_or_examples(lite_run):
     from train.lite import render_card
 
     config, root = lite_run
-    text = render_card(config, root / "run", None, {**MEASURED, "ablations": None, "examples": []})
+    text = render_card(config, root / "run", None, {**measured_values(), "ablations": None, "examples": []})
     assert "a ?-epoch budget" in text and "**Out of domain**" not in text and "## Ablations" not in text
+
+
+def test_card_only_refuses_an_evaluation_json_without_splits(lite_run, capsys):
+    from train.lite import main
+
+    _, root = lite_run
+    (root / "out").mkdir()
+    (root / "out" / "config.json").write_text("{}")
+    (root / "out" / "evaluation.json").write_text(json.dumps({"evaluations": []}))
+    assert main(["--run", str(root / "run"), "--out", str(root / "out"), "--card-only"]) == 2
+    assert "format 1, which does not name the split" in capsys.readouterr().err
+
+
+def test_card_only_rerenders_from_evaluation_json(lite_run):
+    from train.lite import main
+
+    config, root = lite_run
+    (root / "out").mkdir()
+    (root / "out" / "config.json").write_text(json.dumps(config))
+    (root / "out" / "evaluation.json").write_text(json.dumps(measured_values()))
+    assert main(["--run", str(root / "run"), "--out", str(root / "out"), "--card-only"]) == 0
+    card = (root / "out" / "README.md").read_text()
+    assert "| MELD UA | MELD dev (test) | text | test: dev | 0.571 | ≥ 0.58 | **missed** |" in card
+    assert json.loads((root / "out" / "evaluation.json").read_text()) == measured_values()
 
 
 def test_lite_card_reads_finished_ablation_variants(tmp_path):
@@ -172,3 +285,86 @@ def test_cremad_codes_map_to_the_labels_the_committed_card_used():
         emotion = CREMAD_EMOTIONS[example["clip"].split("_")[2]]
         assert FOUR_CLASS.get(emotion, emotion) == example["true"], example["clip"]
     assert CREMAD_EMOTIONS["ANG"] == "anger" and FOUR_CLASS["anger"] == "angry"  # corpus name -> model label
+
+
+# ---------------------------------------------------------------- python -m train.lite end to end, on a tiny model
+@pytest.fixture()
+def tiny_lite(tmp_path, tiny_checkpoint):
+    """A run with best/ (the tiny model), and data/lite's layout: selection/, test/, checks/ (text rows, wav clips)."""
+    import shutil
+
+    from tests.clips import make_clip
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(tiny_checkpoint, run / "best")
+    (run / "train_config.yaml").write_text(yaml.safe_dump({"model": json.loads((run / "best" / "config.json").read_text()),
+                                                           "optim": {"lr": 5e-4}}))
+    (run / "results.json").write_text(json.dumps({"folds": [{"fold": "0", "wa": 0.5, "ua": 0.5, "macro_f1": 0.4,
+                                                             "epochs": 2, "best_epoch": 1}]}))
+    lines = {"happy": "what a great day", "sad": "I miss her so much", "angry": "stop it right now", "neutral": "ok"}
+    for role in ("selection", "test", "checks"):
+        (data / role).mkdir(parents=True)
+    for i in range(len(lines)):
+        make_clip(data / f"clip{i}.wav", seconds=0.6)
+    speech = "path,label,transcript,speaker\n" + "".join(f"{data / f'clip{i}.wav'},{label},{text},A{i % 2}\n"
+                                                         for i, (label, text) in enumerate(lines.items()))
+    words = "path,label,transcript\n" + "".join(f",{label},{text}\n" for label, text in lines.items())
+    for role in ("selection", "test"):
+        (data / role / "ravdess.csv").write_text(speech)
+        (data / role / "meld.csv").write_text(words)
+    # A random model is no better than chance, which no temperature can calibrate (T runs to infinity): the
+    # selection labels are the tiny model's own answers but one, so its scores carry some information.
+    from gia_mic.pipeline import EmotionRecognizer
+
+    rec = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
+    for name, modalities in (("ravdess", ["audio", "text"]), ("meld", ["text"])):
+        manifest = data / "selection" / f"{name}.csv"
+        rows = list(csv.DictReader(manifest.open()))
+        for i, row in enumerate(rows):
+            scores = rec(audio=row["path"] or None, text=row["transcript"], modalities=modalities).scores
+            row["label"] = scores[1 if i == 0 else 0]["label"]
+        with open(manifest, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    (data / "checks" / "ravdess_neutral_text.csv").write_text(speech.replace("what a great day", "ok"))
+    return run, data
+
+
+def test_build_fits_on_selection_only_and_measures_each_test_set(tiny_lite, tmp_path, monkeypatch):
+    import train.calibrate
+    import train.lite
+    from gia_mic import GiaMicConfig
+
+    run, data = tiny_lite
+    read = []
+    real = train.calibrate.checkpoint_logits
+    monkeypatch.setattr(train.calibrate, "checkpoint_logits", lambda m, manifest, mods: read.append(manifest) or
+                        real(m, manifest, mods))
+    monkeypatch.setattr(train.lite, "SELECTION_SETS", (("ravdess", "audio,text"), ("meld", "text")))
+    monkeypatch.setattr(train.lite, "latency", lambda out, data: {"threads": 1, "no_asr_ms": 1.0, "with_asr_ms": 2.0})
+    monkeypatch.setattr(train.lite, "example_predictions", lambda out: [
+        {"clip": "x_ANG.mp4", "true": "angry", "speech": "angry", "speech_text": "angry"}])
+    if "temperature" not in GiaMicConfig.__dataclass_fields__:
+        # until GiaMicConfig has the field, a checkpoint with it cannot load: measure up to storing it
+        monkeypatch.setattr("train.calibrate.store_temperature", lambda out, t: None)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "evaluation.json").write_text(json.dumps(
+        {"evaluations": [{"data": "MELD dev", "modalities": "text", "ua": 0.5628}]}))  # the previous checkpoint
+    assert train.lite.main(["--run", str(run), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    assert read and all(Path(m).parent.name == "selection" for m in read)  # never a test row for the temperature
+    measured = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert measured["format"] == 2 and measured["calibration"]["split"] == "selection"
+    rows = measured["evaluations"]
+    assert [(r["dataset"], r["modalities"], r["split"]) for r in rows] == [
+        ("ravdess", "speech + text", "test: actors 17-20"), ("ravdess", "speech", "test: actors 17-20"),
+        ("ravdess", "text", "test: actors 17-20"), ("meld", "text", "test: dev")]  # no nEMO manifest here
+    assert all(r["n"] == 4 and {"ece", "nll", "ece_uncalibrated", "nll_uncalibrated"} <= set(r) for r in rows)
+    assert measured["checks"]["meld_text"]["previous_ua"] == 0.5628 and measured["checks"]["neutral_text"]["n"] == 4
+    if "temperature" in GiaMicConfig.__dataclass_fields__:
+        config = json.loads((tmp_path / "out" / "config.json").read_text())
+        assert config["temperature"] == pytest.approx(measured["temperature"])
+        if abs(measured["temperature"] - 1) > 0.05:  # the pipeline applies it: same labels, other scores
+            assert any(abs(r["nll"] - r["nll_uncalibrated"]) > 1e-4 for r in rows)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| ravdess | speech" not in card and "(test) | speech + text | 4 |" in card

@@ -44,6 +44,10 @@ class DataConfig:
         val_fraction: Share of *speakers* held out for validation when the data give no
             split or fold column and ``num_folds`` is 1.
         num_folds: > 1: speaker-group k-fold cross-validation when no split is given.
+        selection_fraction: In cross-validation (a ``fold`` column, IEMOCAP's sessions, or
+            ``num_folds`` > 1) the held-out fold is the *test* fold: this share of the training
+            folds' speakers is held out instead to choose the epoch (early stopping), so no
+            test speaker ever chooses anything.
         folds: Run only these folds (names as in ``results.json``); empty = all.
         iemocap_sessions: Sessions read from the IEMOCAP release (one fold each).
         iemocap_speaker_side: Which half of the side-by-side IEMOCAP video shows the
@@ -64,6 +68,7 @@ class DataConfig:
     label_map: dict[str, str] = field(default_factory=dict)
     val_fraction: float = 0.2
     num_folds: int = 1
+    selection_fraction: float = 0.25
     folds: list[str] = field(default_factory=list)
     iemocap_sessions: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     iemocap_speaker_side: str = "marked_left"
@@ -151,6 +156,7 @@ class TrainConfig:
         need(d.iemocap_speaker_side in SPEAKER_SIDES,
              f"data.iemocap_speaker_side: must be one of {SPEAKER_SIDES}, got {d.iemocap_speaker_side!r}")
         need(0.0 < d.val_fraction < 1.0, f"data.val_fraction: must be in (0, 1), got {d.val_fraction}")
+        need(0.0 < d.selection_fraction < 1.0, f"data.selection_fraction: must be in (0, 1), got {d.selection_fraction}")
         need(d.num_folds >= 1, f"data.num_folds: must be >= 1, got {d.num_folds}")
         need(all(1 <= s <= 5 for s in d.iemocap_sessions) and bool(d.iemocap_sessions),
              f"data.iemocap_sessions: must be a non-empty subset of 1..5, got {d.iemocap_sessions}")

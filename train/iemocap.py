@@ -8,7 +8,8 @@
 Four classes (``SPEC.md`` §7): neu -> neutral, hap and exc -> happy, ang -> angry,
 sad -> sad; 5,531 utterances on the real corpus. Each utterance's frames are cut from the
 dialog video by its timestamps and cropped to the speaker's half (``iemocap_speaker_side``).
-One fold per session (leave-one-session-out).
+One fold per session (leave-one-session-out): the session is the fold's test set, and
+``train.run.selection_split`` holds speakers of the training sessions out to choose the epoch.
 """
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ r"""Exports the embedded default ``checkpoints/gia-mic-lite`` from a ``train/con
     python -m train.lite --run runs/lite --ablations runs/lite-ablate --data data/lite --out checkpoints/gia-mic-lite
 
 The export stores the weights compactly (the text encoder's word-embedding table int8 with
-per-row scales, the rest fp16; loading restores float32), then measures the *exported* checkpoint with
-``gia-mic evaluate`` (RAVDESS actors 17-20 with speech + transcript, speech only and transcript
-only; MELD dev transcripts), times a 3-s clip end to end, and renders the model card with
-``hub_card``. ``make lite DATA=../shared/data`` runs all of it.
+per-row scales, the rest fp16; loading restores float32), fits the temperature on the selection
+rows (``train.calibrate``; every selection set weighted equally) and stores it in ``config.json``,
+then measures the *exported* checkpoint with ``gia-mic evaluate`` on each test set
+(``data/lite/test/<corpus>.csv``: RAVDESS actors 17-20 with speech + transcript, speech, transcript;
+MELD dev transcripts; the nEMO test speakers with speech, speech + transcript) before and after
+the temperature, runs the conflict checks (``train.lite_report``), times a 3-s clip end to end,
+writes ``evaluation.json`` (every figure with its split) and renders the card with ``hub_card``.
+``--card-only`` re-renders the card from ``evaluation.json``. ``make lite DATA=../shared/data`` runs all of it.
 """
 
 from __future__ import annotations
@@ -31,65 +35,102 @@ import yaml
 
 from gia_mic import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
+from train.lite_report import (
+    FORMAT,
+    SELECTION_SETS,
+    TEST_SETS,
+    check_format,
+    conflict_checks,
+    evaluation_row,
+    find,
+    modality_table,
+    previous_meld_text_ua,
+    split_name,
+    targets,
+)
 from train.prepare import CREMAD_EMOTIONS, FOUR_CLASS
 
 SPEECH_ID, TEXT_ID = "openai/whisper-tiny.en", "sentence-transformers/all-MiniLM-L6-v2"
-EVALUATIONS = (  # (manifest, modalities, data name)
-    ("ravdess_val.csv", "audio,text", "RAVDESS actors 17-20"),
-    ("ravdess_val.csv", "audio", "RAVDESS actors 17-20"),
-    ("ravdess_val.csv", "text", "RAVDESS actors 17-20"),
-    ("meld_dev.csv", "text", "MELD dev"),
-)
-
-
-def write_eval_manifests(data_dir: Path) -> None:
-    """Splits ``lite.csv``'s validation rows into one ``path,label,transcript`` CSV per corpus."""
-    with open(data_dir / "lite.csv", newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == "val"]
-    for corpus, name in (("ravdess", "ravdess_val.csv"), ("meld", "meld_dev.csv")):
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "label", "transcript"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(r for r in rows if r["corpus"] == corpus)
-        atomic_write_text(data_dir / name, buffer.getvalue())
+CHECKS_MANIFEST = "checks/ravdess_neutral_text.csv"
 
 
 def export(run_dir: Path, out: Path) -> None:
-    """Saves the run's best model compactly, with the encoders' public ids recorded."""
+    """Saves the run's best model compactly, with the encoders' public ids recorded (temperature 1)."""
     model = GiaMicForEmotionRecognition.from_pretrained(run_dir / "best")
     # The encoders are built from the configs carried in config.json; the ids say where they came from.
     model.config.audio_encoder, model.config.text_encoder = SPEECH_ID, TEXT_ID
     model.save_pretrained(out, dtype=torch.float16, quantize="int8")
 
 
-def evaluate(model_dir: Path, data_dir: Path) -> list[dict[str, Any]]:
-    """Runs ``gia-mic evaluate`` on each evaluation set; returns the table rows."""
+def gia_mic_evaluate(model_dir: Path, manifest: Path, modalities: str) -> dict[str, Any]:
+    """``gia-mic evaluate --json`` on one manifest; its result dict."""
     from gia_mic.cli import main as cli
 
-    rows = []
-    for manifest, modalities, name in EVALUATIONS:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            code = cli(["evaluate", "--model", str(model_dir), "--manifest", str(data_dir / manifest), "--json",
-                        "--allow-outside-root",  # our own manifests: absolute paths into the corpora
-                        "--modalities", modalities, "--asr-model", "none", "--batch-size", "16", "--quiet"])
-        if code != 0:
-            raise RuntimeError(f"gia-mic evaluate failed on {manifest} ({modalities})")
-        result = json.loads(buffer.getvalue())
-        rows.append({"data": name, "modalities": modalities.replace("audio", "speech").replace(",", " + "),
-                     "n": result["n"], "wa": result["wa"], "ua": result["ua"], "macro_f1": result["macro_f1"],
-                     "per_class_recall": result["per_class_recall"], "confusion": result["confusion"]})
-        print(f"  {name:<22} {rows[-1]['modalities']:<15} n={result['n']:<5} WA {result['wa']:.4f}  "
-              f"UA {result['ua']:.4f}  F1 {result['macro_f1']:.4f}")
-    return rows
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = cli(["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--json",
+                    "--allow-outside-root",  # our own manifests: absolute paths into the corpora
+                    "--modalities", modalities, "--asr-model", "none", "--batch-size", "16", "--quiet"])
+    if code != 0:
+        raise RuntimeError(f"gia-mic evaluate failed on {manifest} ({modalities})")
+    return json.loads(buffer.getvalue())
+
+
+def _speakers(manifest: Path) -> list[str]:
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        return sorted({r.get("speaker") or "" for r in csv.DictReader(handle)} - {""})
+
+
+def measure(model_dir: Path, data_dir: Path) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """``(corpus, modalities, split, result)`` of every test set in ``data_dir/test`` (``TEST_SETS``)."""
+    out = []
+    for corpus, modalities in TEST_SETS:
+        manifest = data_dir / "test" / f"{corpus}.csv"
+        if not manifest.is_file():
+            print(f"  (no {manifest}: {corpus} not measured)")
+            continue
+        result = gia_mic_evaluate(model_dir, manifest, modalities)
+        out.append((corpus, modalities, split_name(corpus, "test", _speakers(manifest)), result))
+        print(f"  {corpus:<8} {modalities:<11} n={result['n']:<5} WA {result['wa']:.4f}  UA {result['ua']:.4f}  "
+              f"F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}  NLL {result['nll']:.4f}  (test)")
+    return out
+
+
+def selection_sets(data_dir: Path) -> list[tuple[Path, str]]:
+    """``[(selection manifest, modalities)]`` the temperature is fitted on (never a test file)."""
+    found = [(data_dir / "selection" / f"{corpus}.csv", modalities) for corpus, modalities in SELECTION_SETS]
+    found = [(manifest, modalities) for manifest, modalities in found if manifest.is_file()]
+    if not found:
+        raise FileNotFoundError(f"no selection manifests in {data_dir / 'selection'} (run `python -m train.prepare lite`)")
+    return found
+
+
+def calibrate_and_measure(out: Path, data: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fits T on the selection split, measures every test set before (T = 1) and after storing it."""
+    from train.calibrate import calibration_summary, checkpoint_logits, fit_temperature, store_temperature
+
+    sets = [checkpoint_logits(out, manifest, modalities) for manifest, modalities in selection_sets(data)]
+    temperature = fit_temperature(sets)
+    calibration = calibration_summary(sets, temperature)
+    print(f"temperature {temperature:.4f} fitted on the selection split (n={calibration['n']}): ECE "
+          f"{calibration['before']['ece']:.4f} -> {calibration['after']['ece']:.4f} (selection)")
+    print("test sets, temperature 1:")
+    before = measure(out, data)
+    store_temperature(out, temperature)
+    print(f"test sets, temperature {temperature:.4f}:")
+    after = measure(out, data)
+    rows = [evaluation_row(c, m, result, split, uncalibrated=b[3]) for (c, m, split, result), b in zip(after, before)]
+    return calibration, rows
 
 
 def latency(model_dir: Path, data_dir: Path, repeats: int = 10) -> dict[str, float]:
     """Median end-to-end time of one ~3-s RAVDESS clip with its transcript, and with Whisper tiny.en ASR."""
     from gia_mic.pipeline import EmotionRecognizer
 
-    with open(data_dir / "ravdess_val.csv", newline="", encoding="utf-8") as handle:
+    manifest = data_dir / "test" / "ravdess.csv"
+    with open(manifest, newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
+    row["path"] = str(manifest.parent / (row.get("path") or row["audio"]))  # relative paths: to the CSV's folder
     out: dict[str, float] = {"threads": torch.get_num_threads()}
     for key, asr, text in (("no_asr_ms", None, row["transcript"]), ("with_asr_ms", "tiny.en", None)):
         rec = EmotionRecognizer.from_pretrained(model_dir, asr_model=asr, device="cpu")
@@ -133,21 +174,25 @@ def load_ablations(directory: Path) -> dict[str, Any] | None:
 
 
 CARD = {  # the card's values besides the measured ones; its prose is hub_card/templates/gia-mic-lite.md.j2
-    "model_name": "gia-mic-lite", "datasets": ["ravdess", "meld"],
-    "protocol": "RAVDESS actors 01-16 + MELD train; validation RAVDESS actors 17-20 + MELD dev",
+    "model_name": "gia-mic-lite", "datasets": ["ravdess", "meld", "nemo"],
+    "protocol": "three roles, disjoint by speaker (MELD: by dialogue): train on RAVDESS actors 01-14, MELD train "
+                "less held-out dialogues and the nEMO training speakers; select (epoch, recipe, temperature) on "
+                "RAVDESS actors 15-16, the held-out MELD train dialogues and the nEMO selection speakers; test on "
+                "RAVDESS actors 17-20, MELD dev and the nEMO test speakers",
+    "results_split": "selection",
     "license": "other", "license_name": "cc-by-nc-sa-4.0-and-gpl-3.0-derived",
 }
 
 
 def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measured: dict[str, Any]) -> str:
-    """The lite card: ``hub_card``'s ``gia-mic-lite.md.j2`` over the run's files and the measured values.
+    """The lite card: ``hub_card``'s ``gia-mic-lite.md.j2`` over the run's files and ``evaluation.json``.
 
     Args:
         model_config: The exported checkpoint's ``config.json``.
         run: The training run (``train_config.yaml``, ``results.json``).
         ablations_dir: ``python -m train.ablate``'s output dir, if any.
-        measured: ``evaluation.json``'s values (``evaluations``, ``latency``, ``size_mb``,
-            ``ablations``, ``examples``).
+        measured: ``evaluation.json`` (format 2: ``evaluations`` (test rows), ``calibration``,
+            ``checks``, ``targets``, ``latency``, ``size_mb``, ``ablations``, ``examples``).
     """
     from hub_card import render_model_card
 
@@ -160,10 +205,37 @@ def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measu
     fold = results["folds"][0]
     details = {"size_mb": measured["size_mb"], "latency": measured["latency"], "epochs": fold.get("epochs"),
                "best_epoch": fold.get("best_epoch"), "ablation_epochs": ablation_epochs,
-               "examples": measured["examples"], "example_transcript": EXAMPLE_TRANSCRIPT}
-    extra = {**CARD, "evaluations": measured["evaluations"], "ablations": measured["ablations"], "details": details}
+               "examples": measured["examples"], "example_transcript": EXAMPLE_TRANSCRIPT,
+               "calibration": measured["calibration"], "checks": measured["checks"], "targets": measured["targets"],
+               "modality_table": modality_table(measured["evaluations"])}
+    datasets = [d for d in CARD["datasets"] if d != "nemo" or find(measured["evaluations"], "nemo", "audio")]
+    extra = {**CARD, "datasets": datasets, "evaluations": measured["evaluations"], "ablations": measured["ablations"],
+             "details": details}
     return render_model_card(model_config, train_config, results, repo_id="gia-mic/gia-mic-lite", extra=extra,
                              template="gia-mic-lite.md.j2")
+
+
+def build(run: Path, out: Path, data: Path, ablations_dir: Path | None) -> dict[str, Any]:
+    """Exports, calibrates and measures the checkpoint; returns ``evaluation.json``'s values."""
+    previous_meld_ua = previous_meld_text_ua(out / "evaluation.json")  # read before the export replaces it
+    export(run, out)
+    print(f"exported {out}; calibrating on the selection split and evaluating the exported checkpoint:")
+    calibration, rows = calibrate_and_measure(out, data)
+    checks_manifest = data / CHECKS_MANIFEST
+    neutral_text = gia_mic_evaluate(out, checks_manifest, "audio,text") if checks_manifest.is_file() else None
+    examples = example_predictions(out)
+    labels = json.loads((out / "config.json").read_text())["labels"]
+    checks = conflict_checks(rows, examples, labels, neutral_text, previous_meld_ua)
+    for name, check in checks.items():
+        print(f"  check {name}: {'met' if check['met'] else 'MISSED'} ({check})")
+    timing = latency(out, data)
+    print(f"latency: {timing}")
+    size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name not in ("README.md",
+                                                                                              "evaluation.json")) / 1e6
+    return {"format": FORMAT, "temperature": calibration["temperature"], "calibration": calibration,
+            "evaluations": rows, "targets": targets(rows), "checks": checks, "latency": timing, "size_mb": size_mb,
+            "ablations": load_ablations(ablations_dir) if ablations_dir else None, "ablations_split": "selection",
+            "examples": examples}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,25 +250,21 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. once the ablations have finished)")
     args = parser.parse_args(argv)
     run, out, data = Path(args.run), Path(args.out), Path(args.data)
-    if args.card_only:
-        stored = json.loads((out / "evaluation.json").read_text())
-        evaluations, timing, size_mb = stored["evaluations"], stored["latency"], stored["size_mb"]
-        examples = stored.get("examples") or example_predictions(out)
-    else:
-        write_eval_manifests(data)
-        export(run, out)
-        size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
-        print(f"exported {out} ({size_mb:.1f} MB); evaluating the exported checkpoint:")
-        evaluations = evaluate(out, data)
-        timing = latency(out, data)
-        print(f"latency: {timing}")
-        examples = example_predictions(out)
     ablations_dir = Path(args.ablations) if args.ablations else None
-    measured = {"evaluations": evaluations, "latency": timing, "size_mb": size_mb,
-                "ablations": load_ablations(ablations_dir) if ablations_dir else None, "examples": examples}
+    if args.card_only:
+        measured = json.loads((out / "evaluation.json").read_text())
+        try:
+            check_format(measured, out / "evaluation.json")
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if ablations_dir is not None:
+            measured["ablations"] = load_ablations(ablations_dir)
+    else:
+        measured = build(run, out, data, ablations_dir)
     model_config = json.loads((out / "config.json").read_text())
+    atomic_write_text(out / "evaluation.json", json.dumps(measured, indent=2) + "\n")
     atomic_write_text(out / "README.md", render_card(model_config, run, ablations_dir, measured))
-    atomic_write_text(out / "evaluation.json", json.dumps(measured, indent=2))
     print(f"wrote {out}/README.md and evaluation.json")
     return 0
 

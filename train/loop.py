@@ -67,6 +67,7 @@ class LoopState:
     done: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     best_report: dict[str, Any] | None = None
+    best_test_report: dict[str, Any] | None = None  # the test fold at the best epoch: reported, never used to choose
 
 
 def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -106,15 +107,18 @@ class FoldTrainer:
         cache: The frozen-feature cache.
         features: Precomputed frozen features (skips extraction; benchmarks).
         memo: Frozen features shared with other runs of the same encoders (``run_training``).
+        test: Test samples (cross-validation's held-out fold): scored with the weights of each
+            new best epoch and reported in ``result()["test"]``; they never choose anything.
     """
 
     def __init__(self, cfg: TrainConfig, fold: Fold, out_dir: Path, accelerator, cache: FeatureCache,
-                 features: dict | None = None, memo: dict | None = None) -> None:
+                 features: dict | None = None, memo: dict | None = None, test: list[Sample] | None = None) -> None:
         self.cfg, self.fold, self.out, self.acc = cfg, fold, Path(out_dir), accelerator
+        self.test = list(test or [])
         self.ckpt_root = self.out / "checkpoints"
         set_seed(cfg.seed)
         self.model = GiaMicForEmotionRecognition.from_config(copy.deepcopy(cfg.model)).to(accelerator.device)
-        if features is None and memo is not None and all(s.id in memo for s in fold.train + fold.val):
+        if features is None and memo is not None and all(s.id in memo for s in fold.train + fold.val + self.test):
             features = memo
         if features is None:
             features = self._extract(cache)
@@ -135,7 +139,7 @@ class FoldTrainer:
     def _extract(self, cache: FeatureCache) -> dict:
         kwargs = dict(batch_size=self.cfg.data.extract_batch_size, device=self.acc.device,
                       synthetic_seconds=self.cfg.data.synthetic_seconds, progress=self.cfg.progress)
-        samples = self.fold.train + self.fold.val
+        samples = self.fold.train + self.fold.val + self.test
         if not self.acc.is_main_process:  # the main process fills the cache, the others read it
             self.acc.wait_for_everyone()
         features = extract_frozen(self.model, samples, cache, progress=kwargs.pop("progress") and self.acc.is_main_process,
@@ -211,9 +215,9 @@ class FoldTrainer:
         return {**stats, "samples_per_process": gather_object([seen])}
 
     @torch.no_grad()
-    def _evaluate(self) -> tuple[dict[str, Any], float]:
-        """Every rank scores its share of the validation set; the predictions are gathered on all."""
-        acc, val = self.acc, self.fold.val
+    def _evaluate(self, samples: list[Sample] | None = None) -> tuple[dict[str, Any], float]:
+        """Every rank scores its share of the validation set (or ``samples``); the predictions are gathered on all."""
+        acc, val = self.acc, self.fold.val if samples is None else samples
         self.step.eval()
         shard = list(range(acc.process_index, len(val), acc.num_processes))
         size = self.cfg.optim.batch_size
@@ -256,6 +260,8 @@ class FoldTrainer:
         s.epoch = epoch + 1
         if improved:
             s.best_score, s.best_epoch, s.best_report, s.bad_epochs = score, epoch + 1, report, 0
+            if self.test:  # scored after the choice is made, so it can only be reported
+                s.best_test_report = self._evaluate(self.test)[0]
             self._save_best()
         else:
             s.bad_epochs += 1
@@ -278,7 +284,9 @@ class FoldTrainer:
     def _card(self) -> str:
         """The ``hub_card`` model card of ``best/`` (this fold's validation result so far)."""
         single = self.fold.name == "0"  # make_folds' name for a single train/val split
-        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), {"folds": [self.result()]},
+        result = self.result()
+        results = {"folds": [result], **({"split": result["split"]} if "split" in result else {})}
+        return render_model_card(self.model.config.to_dict(), self.cfg.to_dict(), results,
                                  extra={"fold": None if single else self.fold.name})
 
     def _checkpoint(self) -> None:
@@ -312,7 +320,7 @@ class FoldTrainer:
         self._restore_rng(path, state.get("world_size", 1), state["epoch"])
         if "best_ua" in state:  # state.json written before LoopState.best_ua was renamed best_score
             state["best_score"] = state.pop("best_ua")
-        self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
+        self.state = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__ if k in state})
         self._update_done()  # max_epochs / patience may have changed on resume
         logger.info("fold %s: resumed from %s (epoch %d)", self.fold.name, path.name, self.state.epoch)
 
@@ -333,11 +341,21 @@ class FoldTrainer:
         s.done = s.epoch >= self.cfg.optim.max_epochs or (patience > 0 and s.bad_epochs >= patience)
 
     def result(self) -> dict[str, Any]:
-        """The fold's entry of ``results.json`` (validation metrics at the best epoch)."""
+        """The fold's entry of ``results.json``: validation (selection) metrics at the best epoch, and ``test``.
+
+        With test samples (cross-validation), ``split`` is ``"selection"``, ``selection_speakers``
+        names the speakers that chose the epoch and ``test`` holds the held-out fold's figures.
+        """
         r = self.state.best_report or {}
         keys = ("wa", "ua", "macro_f1", "per_class_recall", "confusion")
         by_corpus = {c: {k: v.get(k) for k in (*keys, "n")} for c, v in r.get("by_corpus", {}).items()}
+        t = self.state.best_test_report
+        group = "session" if self.cfg.data.source == "iemocap" else "fold"
+        test = {"test": {"split": f"test: {group} {self.fold.name}", "n": len(self.test), **{k: t.get(k) for k in keys}}
+                } if self.test and t else {}
         return {"fold": self.fold.name, **{k: r.get(k) for k in keys}, **({"by_corpus": by_corpus} if by_corpus else {}),
+                **test, **({"split": "selection", "n_test": len(self.test),
+                            "selection_speakers": sorted({s.speaker for s in self.fold.val})} if self.test else {}),
                 "select_metric": self.cfg.optim.select_metric, "epochs": self.state.epoch,
                 "best_epoch": self.state.best_epoch, "n_train": len(self.fold.train), "n_val": len(self.fold.val),
                 "history": self.state.history}

@@ -3,11 +3,13 @@
     python -m train.publish runs/iemocap ORG/NAME            # token: $HF_TOKEN or `hf auth login`
     python -m train.publish runs/iemocap ORG/NAME --private
 
-``main`` gets the best checkpoint (the fold with the highest UA, or ``best/`` of a run
-without folds), its rendered model card (``README.md``), ``train_config.yaml``,
-``results.json`` and the PNG plots. Each ``fold_k/best/`` goes to the branch ``fold-k``
-with its own card. Uploading only reads the run directory, so a failed upload leaves
-it as it was; running the same command again is safe (unchanged files are skipped).
+``main`` gets one checkpoint chosen without looking at test scores: the fold whose *selection*
+UA (the training folds' held-out speakers that chose its epoch) is highest, or ``best/`` of a run
+without folds; with its rendered model card (``README.md``), ``train_config.yaml``,
+``results.json`` and the PNG plots. Each card's ``model-index`` holds only its own checkpoint's
+test fold; the other folds' test figures are shown as a cross-validation estimate. Each
+``fold_k/best/`` goes to the branch ``fold-k`` with its own card. Uploading only reads the run
+directory, so a failed upload leaves it as it was; running the same command again is safe (unchanged files are skipped).
 The token is never printed, logged or written.
 """
 
@@ -45,7 +47,7 @@ class Run:
     Attributes:
         output_dir: The run directory.
         checkpoints: ``{fold name: checkpoint dir}``; ``None`` for a run without folds.
-        best: The fold published on ``main`` (``None`` for a run without folds).
+        best: The fold published on ``main``, by selection UA (``None`` for a run without folds).
         results: ``results.json`` (empty when absent).
         train_config: ``train_config.yaml`` (empty when absent).
         plots: ``*.png`` and ``fold_*/*.png``, relative to ``output_dir``.
@@ -60,12 +62,27 @@ class Run:
     plots: list[Path] = field(default_factory=list)
     ablations: Path | None = None
 
-    def fold_ua(self, fold: str | None) -> float | None:
-        """The fold's UA from ``results.json`` (fold names are strings there, e.g. ``"3"``)."""
+    def fold_entry(self, fold: str | None) -> dict[str, Any]:
+        """The fold's entry of ``results.json`` (fold names are strings there, e.g. ``"3"``); ``{}`` if none."""
         for entry in self.results.get("folds") or []:
             if str(entry.get("fold")) == str(fold):
-                return entry.get("ua")
-        return None
+                return entry
+        return {}
+
+    def fold_ua(self, fold: str | None) -> float | None:
+        """The fold's own UA: the figures that chose its epoch (the selection split since issue 11)."""
+        return self.fold_entry(fold).get("ua")
+
+    def test_rows(self, fold: str | None, modalities: list[str]) -> list[dict[str, Any]]:
+        """``hub_card`` evaluation rows of the fold's own test split (empty for a run without them)."""
+        test = self.fold_entry(fold).get("test")
+        if not isinstance(test, dict):
+            return []
+        data = self.train_config.get("data") or {}
+        source = data.get("source")
+        return [{"dataset": source if source in ("iemocap",) else None, "split": test.get("split"),
+                 "modalities": " + ".join("speech" if m == "audio" else m for m in modalities),
+                 **{k: test.get(k) for k in ("n", "wa", "ua", "macro_f1")}}]
 
 
 def _load(path: Path, kind: str) -> dict[str, Any]:
@@ -101,7 +118,11 @@ def read_run(output_dir: str | Path) -> Run:
         if unscored:
             raise PublishError(f"{output_dir}/results.json gives no UA for fold(s) {unscored}: it is needed to pick "
                                "the best fold for main (re-run the evaluation, or publish a run with a best/ folder)")
-        run.best = max(scored, key=lambda k: scored[k])  # ties: the first fold in natural order
+        if not any(run.fold_entry(k).get("test") for k in run.checkpoints):
+            logger.warning("%s/results.json has no per-fold test figures (a run from before the epoch was chosen "
+                           "inside the training folds): each fold's UA both chose its epoch and is its only figure",
+                           output_dir)
+        run.best = max(scored, key=lambda k: scored[k])  # by selection UA; ties: the first fold in natural order
     elif (output_dir / "best" / CONFIG_NAME).is_file():
         run = Run(output_dir, {None: output_dir / "best"}, None, results, train_config)
     else:
@@ -132,7 +153,8 @@ def _card(run: Run, repo_id: str, fold: str | None, revision: str | None, revisi
     """The rendered, checked README.md of one checkpoint."""
     model_config = json.loads((run.checkpoints[fold] / CONFIG_NAME).read_text(encoding="utf-8"))
     extra = {"fold": fold, "best_fold": run.best, "revision": revision, "revisions": revisions, "plots": plots,
-             "ablations": _load(run.ablations, "json") if run.ablations else None}
+             "ablations": _load(run.ablations, "json") if run.ablations else None,
+             "evaluations": run.test_rows(fold, list(model_config.get("modalities") or []))}
     text = render_model_card(model_config, run.train_config, run.results, repo_id=repo_id, extra=extra)
     check_card(text)
     return text.encode("utf-8")
@@ -218,7 +240,7 @@ def _plan(run: Run, repo_id: str, revision_prefix: str) -> list[tuple[str, dict[
         shared["ablations.json"] = run.ablations
     main_files: dict[str, Path | bytes] = {**_checkpoint_files(run.checkpoints[run.best]), **shared,
                                            **{p.as_posix(): out / p for p in run.plots}}
-    best = f"fold {run.best} (UA {run.fold_ua(run.best):.4f})" if run.best is not None else "best/"
+    best = f"fold {run.best} (selection UA {run.fold_ua(run.best):.4f})" if run.best is not None else "best/"
     try:
         main_files["README.md"] = _card(run, repo_id, run.best, None, revisions, [p.as_posix() for p in run.plots])
         plan = [("main", main_files, f"Publish {best}")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,23 @@ def load_samples(cfg: TrainConfig) -> tuple[list[Sample], Counter]:
     return usable, dropped
 
 
+def selection_split(fold: Fold, fraction: float, seed: int) -> tuple[Fold, list[Sample]]:
+    """A cross-validation fold as three roles: ``(Fold(train, selection), test)``.
+
+    The held-out fold becomes the test set; ``fraction`` of the training folds' speakers (seeded,
+    at least one, never all) are held out of training to choose the epoch. No test speaker
+    chooses anything, and the selection speakers are not trained on.
+    """
+    speakers = sorted({s.speaker for s in fold.train})
+    if len(speakers) < 2:
+        raise ConfigError(f"fold {fold.name}: the training folds have {len(speakers)} speaker(s); holding one out "
+                          "for selection needs at least 2")
+    random.Random(f"{seed}-{fold.name}").shuffle(speakers)
+    chosen = set(speakers[: min(len(speakers) - 1, max(1, round(len(speakers) * fraction)))])
+    inner = Fold(fold.name, [s for s in fold.train if s.speaker not in chosen], [s for s in fold.train if s.speaker in chosen])
+    return inner, fold.val
+
+
 def fold_dir(output_dir: Path, fold: Fold, n_folds: int) -> Path:
     """``output_dir`` for a single split, ``output_dir/fold_<name>`` for cross-validation."""
     return output_dir if n_folds == 1 and fold.name == "0" else output_dir / f"fold_{fold.name}"
@@ -96,12 +114,21 @@ def summarize(folds: list[dict[str, Any]], labels: list[str], dropped: Counter |
               world_size: int = 1, per_process_batch_size: int | None = None) -> dict[str, Any]:
     """``results.json``: per-fold metrics, their mean and (population) standard deviation.
 
+    In cross-validation each fold's ``wa`` / ``ua`` / ``macro_f1`` are its *selection* figures (the
+    speakers that chose the epoch) and ``test`` holds the held-out fold's figures at that epoch;
+    ``test_mean`` / ``test_std`` summarise those, the only ones to report as results.
+
     ``world_size``: the processes that trained, each on ``per_process_batch_size`` samples of
     every global batch (``optim.batch_size``).
     """
     keys = ("wa", "ua", "macro_f1")
     values = {k: np.array([f[k] for f in folds], dtype=np.float64) for k in keys}
+    tests = [f["test"] for f in folds if f.get("test")]
+    test_values = {k: np.array([t[k] for t in tests], dtype=np.float64) for k in keys} if tests else {}
     return {
+        **({"split": "selection"} if tests else {}),  # the folds' own figures chose the epoch
+        **({"test_mean": {k: float(v.mean()) for k, v in test_values.items()},
+            "test_std": {k: float(v.std()) for k, v in test_values.items()}} if tests else {}),
         "folds": [{k: v for k, v in f.items() if k != "history"} for f in folds],
         "mean": {k: float(values[k].mean()) for k in keys},
         "std": {k: float(values[k].std()) for k in keys},
@@ -138,6 +165,7 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
     samples, dropped = load_samples(cfg)
     folds = make_folds(samples, val_fraction=cfg.data.val_fraction, num_folds=cfg.data.num_folds, seed=cfg.seed,
                        only=cfg.data.folds)
+    cross_validation = len(folds) > 1 or any(s.fold is not None for s in samples)
     accelerator.wait_for_everyone()  # every rank has checked the folder before rank 0 writes into it
     if accelerator.is_main_process:  # only once the data are known to be readable
         cfg.save(output_dir / "train_config.yaml")
@@ -152,7 +180,11 @@ def run_training(cfg: TrainConfig, output_dir: str | Path, *, resume: bool = Fal
             if _finished(previous, cfg):
                 results.append(previous)
                 continue
-        result = FoldTrainer(cfg, fold, out, accelerator, cache, features, memo=feature_memo).fit(resume=resume)
+        trained, test = fold, None
+        if cross_validation:  # the held-out fold is the test fold; the epoch is chosen inside the training folds
+            trained, test = selection_split(fold, cfg.data.selection_fraction, cfg.seed)
+        result = FoldTrainer(cfg, trained, out, accelerator, cache, features, memo=feature_memo,
+                             test=test).fit(resume=resume)
         if accelerator.is_main_process:
             atomic_write_text(done, json.dumps(result, indent=1) + "\n")
             _plots(result, labels, out, f"fold {fold.name}" if len(folds) > 1 else "validation")

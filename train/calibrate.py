@@ -1,0 +1,215 @@
+r"""Temperature scaling: fits the checkpoint's ``temperature`` on the selection split, never on test data.
+
+    python -m train.calibrate --model checkpoints/gia-mic-lite --selection data/lite/selection/ravdess.csv:audio,text \
+        --selection data/lite/selection/meld.csv:text [--write]
+
+Scores are ``softmax(logits / T)`` (one temperature for every modality set); T is chosen to minimise
+the negative log-likelihood of the selection rows (Guo et al., 2017), with every selection set
+weighted equally: the test targets are per test set, so a large corpus (MELD's dialogue lines)
+must not decide the temperature of a small one (RAVDESS's two selection actors). A bounded 1-D
+search on log T (scipy's Brent) is enough: the NLL is convex in 1/T. ``--write`` stores T in the
+checkpoint's ``config.json``; ``train.lite`` calls the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gia_mic.errors import USER_ERRORS
+from gia_mic.metrics import calibration_report
+from gia_mic.utils import atomic_write_text
+
+LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))
+"""The search interval of log T; a fit that ends on a bound is refused (the data cannot place T)."""
+
+
+class CalibrationError(ValueError):
+    """The selection data cannot fit a temperature; the message says why, in one line."""
+
+
+@dataclass
+class SelectionSet:
+    """The logits and true class indices of one selection set (a corpus with a modality set).
+
+    Attributes:
+        name: E.g. ``"ravdess (audio,text)"``.
+        logits: ``(N, C)`` logits (any per-row shift: only differences between classes matter).
+        labels: ``(N,)`` true class indices.
+    """
+
+    name: str
+    logits: np.ndarray
+    labels: np.ndarray
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` over the last axis, in float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = logits / temperature  # (N, C)
+    top = z.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))  # (N,)
+    return float((log_norm - z[np.arange(len(labels)), labels]).mean())
+
+
+def _checked(sets: Sequence[SelectionSet]) -> list[SelectionSet]:
+    if not sets:
+        raise CalibrationError("calibration: no selection set given")
+    out, classes = [], set()
+    for s in sets:
+        logits = np.asarray(s.logits, dtype=np.float64)
+        labels = np.asarray(s.labels, dtype=np.int64).reshape(-1)
+        if not len(labels):
+            raise CalibrationError(f"calibration: selection set {s.name} is empty")
+        if logits.ndim != 2 or len(logits) != len(labels):
+            raise CalibrationError(f"calibration: selection set {s.name} has logits of shape {logits.shape} "
+                                   f"for {len(labels)} labels")
+        if not np.isfinite(logits).all():
+            raise CalibrationError(f"calibration: selection set {s.name} has non-finite logits")
+        if ((labels < 0) | (labels >= logits.shape[1])).any():
+            raise CalibrationError(f"calibration: selection set {s.name} has a label outside 0..{logits.shape[1] - 1}")
+        classes |= set(labels.tolist())
+        out.append(SelectionSet(s.name, logits, labels))
+    if len(classes) < 2:
+        raise CalibrationError("calibration: the selection rows hold a single class; a temperature needs at least two")
+    if all(np.ptp(s.logits, axis=1).max() < 1e-9 for s in out):
+        raise CalibrationError("calibration: every selection row has equal logits for all classes; "
+                               "a temperature changes nothing")
+    return out
+
+
+def fit_temperature(sets: Sequence[SelectionSet]) -> float:
+    """The T > 0 minimising the mean over ``sets`` of each set's mean NLL of ``softmax(logits / T)``.
+
+    Raises:
+        CalibrationError: empty, malformed or degenerate input, or a fit on the search bound.
+    """
+    from scipy.optimize import minimize_scalar
+
+    sets = _checked(sets)
+
+    def objective(log_t: float) -> float:
+        return float(np.mean([_nll(s.logits, s.labels, math.exp(log_t)) for s in sets]))
+
+    lo, hi = LOG_T_BOUNDS
+    found = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
+    # a flat or monotone objective ends on (or level with) a bound: the data cannot place T
+    at_bound = min(found.x - lo, hi - found.x) < 1e-3 or min(objective(lo), objective(hi)) <= found.fun + 1e-12
+    if not found.success or at_bound:
+        raise CalibrationError(f"calibration: the fitted temperature ran to the search bound ({math.exp(found.x):.3g}, "
+                               f"searched {math.exp(lo):.3g}..{math.exp(hi):.3g}): the selection rows cannot place it "
+                               "(every row right sends T to 0; scores no better than chance send it to infinity)")
+    return float(math.exp(found.x))
+
+
+def calibration_summary(sets: Sequence[SelectionSet], temperature: float) -> dict[str, Any]:
+    """ECE (15 bins) and NLL before (T = 1) and after ``temperature``, per set and pooled; split ``selection``."""
+    sets = _checked(sets)
+
+    def both(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        return {"n": int(len(labels)), "before": calibration_report(softmax(logits), labels),
+                "after": calibration_report(softmax(logits, temperature), labels)}
+
+    pooled = both(np.concatenate([s.logits for s in sets]), np.concatenate([s.labels for s in sets]))
+    return {"split": "selection", "temperature": temperature, **pooled,
+            "by_set": {s.name: both(s.logits, s.labels) for s in sets}}
+
+
+# ---------------------------------------------------------------------- a checkpoint's selection logits
+def checkpoint_logits(model_dir: str | Path, manifest: str | Path, modalities: str, *,
+                      batch_size: int = 16) -> SelectionSet:
+    """One selection set: the checkpoint's logits on a ``path,label,transcript`` manifest.
+
+    The logits are the log of the pipeline's scores times the checkpoint's temperature: the
+    scores are ``softmax(logits / T)``, so this gives the logits up to a per-row shift (which no
+    softmax sees), through the one decoding path the app uses.
+
+    Raises:
+        CalibrationError: a row that cannot be scored, or a label the model does not know.
+    """
+    from gia_mic.manifest import read_manifest
+    from gia_mic.pipeline import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_pretrained(model_dir, asr_model=None, device="cpu")
+    index = {label: i for i, label in enumerate(recognizer.labels)}
+    rows = read_manifest(Path(manifest), allow_outside_root=True,
+                         required=(("label",), ("transcript",), ("path", "video", "audio")))
+    bad = [f"line {r.line}: {r.error or 'label ' + repr(r.get('label'))}" for r in rows
+           if r.error or r.get("label") not in index]
+    if bad:
+        raise CalibrationError(f"calibration: {manifest}: {len(bad)} row(s) cannot be used, e.g. {bad[0]}")
+    items = [{"video": r.video, "audio": r.audio, "text": r.get("transcript") or None} for r in rows]
+    predictions = recognizer.batch(items, modalities=modalities.split(","), batch_size=batch_size)
+    probs = np.zeros((len(rows), len(index)))
+    for i, pred in enumerate(predictions):
+        for score in pred.scores:
+            probs[i, index[score["label"]]] = score["score"]
+    temperature = float(getattr(recognizer.model.config, "temperature", 1.0))
+    logits = temperature * np.log(np.maximum(probs, 1e-30))
+    return SelectionSet(f"{Path(manifest).stem} ({modalities})", logits,
+                        np.array([index[r.get("label")] for r in rows], dtype=np.int64))
+
+
+def store_temperature(model_dir: str | Path, temperature: float) -> None:
+    """Writes ``temperature`` into the checkpoint's ``config.json`` (atomically; other fields unchanged)."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise CalibrationError(f"calibration: temperature must be a finite number > 0, got {temperature}")
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["temperature"] = float(temperature)
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def calibrate(model_dir: str | Path, selection: Mapping[str, str], *, write: bool = False) -> dict[str, Any]:
+    """Fits T on ``{selection manifest: modalities}``; returns the selection summary; ``write`` stores T."""
+    sets = [checkpoint_logits(model_dir, manifest, modalities) for manifest, modalities in selection.items()]
+    temperature = fit_temperature(sets)
+    summary = calibration_summary(sets, temperature)
+    if write:
+        store_temperature(model_dir, temperature)
+    return summary
+
+
+def _selection_arg(text: str) -> tuple[str, str]:
+    manifest, _, modalities = text.rpartition(":")
+    if not manifest or not modalities:
+        raise argparse.ArgumentTypeError(f"expected MANIFEST:MODALITIES (e.g. sel.csv:audio,text), got {text!r}")
+    return manifest, modalities
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.calibrate``; prints the selection ECE / NLL before and after."""
+    parser = argparse.ArgumentParser(prog="python -m train.calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="checkpoint folder")
+    parser.add_argument("--selection", type=_selection_arg, action="append", required=True,
+                        help="MANIFEST:MODALITIES of selection rows (repeat for each set); never test rows")
+    parser.add_argument("--write", action="store_true", help="store the temperature in the checkpoint's config.json")
+    args = parser.parse_args(argv)
+    try:
+        summary = calibrate(args.model, dict(args.selection), write=args.write)
+    except (CalibrationError, *USER_ERRORS) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"temperature {summary['temperature']:.4f} (fitted on the selection split, n={summary['n']})")
+    for name, s in {"pooled": summary, **summary["by_set"]}.items():
+        print(f"  {name:<28} n={s['n']:<5} ECE {s['before']['ece']:.4f} -> {s['after']['ece']:.4f}  "
+              f"NLL {s['before']['nll']:.4f} -> {s['after']['nll']:.4f}  (selection)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
