@@ -102,9 +102,11 @@ def as_modalities(value: object) -> object:
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, str) and value.strip().startswith("["):
-        with contextlib.suppress(ValueError):
+    if isinstance(value, str) and value.strip().startswith("["):  # a list sent as text: JSON or Python's repr
+        try:
             value = json.loads(value)
+        except ValueError:
+            value = ",".join(part.strip(" '\"") for part in value.strip()[1:-1].split(","))
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         return value
     shown = json.dumps(value)[:60] if _jsonable(value) else ""

@@ -237,13 +237,13 @@ def _show_timeline(backend: DemoBackend, file: str | None, flags: tuple) -> tupl
 def _api(backend: DemoBackend) -> None:
     """The documented endpoints ``/classify`` and ``/timeline`` (also the MCP tools); hidden components."""
 
-    def classify(file: str | None, transcript: str | None, modalities: Any) -> dict[str, Any]:
+    def classify(file: str | None, transcript: str | None, modalities: str | None) -> dict[str, Any]:
         """Recognises the emotion of one clip of speech: neutral, happy, angry or sad (the loaded model's labels).
 
         Args:
             file: A video or audio file (a URL) of one utterance, up to the model's window (8 s for the default model).
             transcript: The words spoken; empty lets Whisper write them where it is installed.
-            modalities: Which inputs to use: a list or a comma string such as "audio,text"; empty = all the model knows.
+            modalities: Which inputs to use: a comma string such as "audio,text" (or a JSON list); empty = all the model knows.
 
         Returns:
             The prediction: label, scores of every class, per_modality (what speech and words say alone),
@@ -251,7 +251,7 @@ def _api(backend: DemoBackend) -> None:
         """
         return _or_error(backend.classify_json, file, transcript, modalities)
 
-    def timeline(file: str | None, modalities: Any) -> dict[str, Any]:
+    def timeline(file: str | None, modalities: str | None) -> dict[str, Any]:
         """Emotion over time: splits a recording into stretches of speech and classifies each one.
 
         Args:
@@ -266,10 +266,10 @@ def _api(backend: DemoBackend) -> None:
     with gr.Row(visible=False):
         file = gr.File(label="file", type="filepath")
         text = gr.Textbox(label="transcript")
-        modalities = gr.JSON(label="modalities")
+        modalities = gr.Textbox(label="modalities")
         result = gr.JSON(label="prediction")
         tl_file = gr.File(label="file", type="filepath")
-        tl_modalities = gr.JSON(label="modalities")
+        tl_modalities = gr.Textbox(label="modalities")
         tl_result = gr.JSON(label="timeline")
         button, tl_button = gr.Button("classify"), gr.Button("timeline")
     button.click(classify, [file, text, modalities], result, api_name="classify")

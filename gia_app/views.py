@@ -16,6 +16,7 @@ LOW_CONFIDENCE_TEXT = (f"Scores under {LOW_CONFIDENCE:.0%} mean the model is uns
                        "can still get high scores.")
 EXAMPLE_TRANSCRIPT = "Don't forget a jacket"
 VOICES = {"video": "the face", "audio": "the voice", "text": "the words"}
+_SAY = {"video": "says", "audio": "says", "text": "say"}
 """How the verdict names each modality's own answer."""
 CREMA_D_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
@@ -53,7 +54,7 @@ def verdict_markdown(pred: Any, file: str | None, config: Any) -> str:
     source = f" \u2014 *{markdown_text(Path(file).name)}*" if file else ""
     lines = [f"## {pred.label} ({top:.0%}){source}"]
     if len(pred.per_modality) > 1:
-        says = "; ".join(f"{VOICES[m]} says **{v['label']}** ({v['score']:.0%})" for m, v in pred.per_modality.items())
+        says = "; ".join(f"{VOICES[m]} {_SAY[m]} **{v['label']}** ({v['score']:.0%})" for m, v in pred.per_modality.items())
         says = says[0].upper() + says[1:]
         if pred.agreement:
             lines.append(f"{says}: **they agree**.")
