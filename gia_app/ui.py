@@ -17,7 +17,7 @@ from gia_app import views
 from gia_app.backend import UI_NAMES, DemoBackend, logged_errors
 from gia_mic.configuration import MODALITIES
 from gia_mic.errors import InputError
-from gia_mic.plots import GATE_CAPTION, GATE_SENTENCE, plot_gate_summary, plot_gates, plot_timeline
+from gia_mic.plots import GATE_CAPTION, plot_gate_summary, plot_gates, plot_timeline
 from gia_mic.timeline_formats import segment_rows, to_csv, to_srt
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -115,8 +115,8 @@ def _result_column(backend: DemoBackend) -> dict[str, Any]:
     out = {"verdict": gr.Markdown("Results appear here.", elem_id="verdict")}
     out["scores"] = gr.Label(num_top_classes=len(backend.config.labels), label="Scores of every class",
                              elem_id="label-out", visible=False)
-    out["explain"] = gr.Plot(label="What the model listened to", format="png", elem_id="explain-out", visible=False)
-    gr.Markdown(GATE_SENTENCE, elem_id="gate-sentence") if len(backend.modalities) > 1 else None
+    out["explain"] = gr.Plot(label="How much each modality let the other in (the gates)", format="png",
+                             elem_id="explain-out", visible=False)
     out["details"] = gr.Markdown(elem_id="status-out")
     out["json"] = gr.DownloadButton("Download the result (JSON)", visible=False, elem_id="download-json")
     with gr.Accordion("Advanced: gates per channel and each modality's share", open=False):

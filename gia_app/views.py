@@ -8,6 +8,7 @@ from typing import Any
 
 from gia_app.backend import UI_NAMES
 from gia_mic.configuration import MODALITIES
+from gia_mic.plots import GATE_SENTENCE
 
 LOW_CONFIDENCE = 0.6
 """Below this top score the verdict says the model is unsure (with four classes, chance is 0.25)."""
@@ -51,8 +52,9 @@ def header_markdown(config: Any) -> str:
 def verdict_markdown(pred: Any, file: str | None, config: Any) -> str:
     """The answer in plain words: label and score, what each modality says, doubts and limits."""
     top = pred.scores[0]["score"]
-    source = f" \u2014 *{markdown_text(Path(file).name)}*" if file else ""
-    lines = [f"## {pred.label} ({top:.0%}){source}"]
+    lines = [f"## {pred.label} ({top:.0%})"]
+    if file:
+        lines.append(f"File: `{Path(file).name.replace('`', '')}`")
     if len(pred.per_modality) > 1:
         says = "; ".join(f"{VOICES[m]} {_SAY[m]} **{v['label']}** ({v['score']:.0%})" for m, v in pred.per_modality.items())
         says = says[0].upper() + says[1:]
@@ -80,7 +82,7 @@ def error_markdown(message: str) -> str:
 
 def new_input_markdown(file: str | None, text: str | None) -> str:
     """What the result area says once a new file arrives and the old result is cleared."""
-    lines = [f"New clip{': *' + markdown_text(Path(file).name) + '*' if file else ''}. Press **Classify**."]
+    lines = [f"New clip{': `' + Path(file).name.replace('`', '') + '`' if file else ''}. Press **Classify**."]
     if text:
         lines.append("The transcript box is not empty: its words will be used for this clip. "
                      "Clear it if they belong to another clip.")
@@ -99,6 +101,8 @@ def details_markdown(pred: Any, cached: bool) -> str:
         lines = [f"**Words used** ({source}): \u201c{markdown_text(pred.transcript)}\u201d"]
     else:
         lines = [f"**Words not used**: {_reason(pred.missing.get('text', pred.transcript_reason or 'not available'))}."]
+    if pred.gates:
+        lines.append(f"*About the plot above:* {GATE_SENTENCE}")
     total = pred.timings_ms.get("total", 0.0) / 1000
     how = "the clip was already read: only the last step ran" if cached else "reading the clip included"
     lines.append(f"Took {total:.1f} s ({how}).")
@@ -157,5 +161,8 @@ def timeline_markdown(timeline: Any) -> str:
     if timeline.summary is None:
         return markdown_text(timeline.message or "no speech found")
     shares = ", ".join(f"{label} {share:.0%}" for label, share in timeline.summary.shares.items() if share > 0)
+    used = sorted({m for s in timeline.segments for m in s.modalities_used}, key=MODALITIES.index)
     return (f"**Overall: {timeline.summary.label}** over {timeline.summary.speech_seconds:.1f} s of speech in "
-            f"{len(timeline.segments)} stretch{'es' if len(timeline.segments) != 1 else ''} (time by label: {shares}).")
+            f"{len(timeline.segments)} stretch{'es' if len(timeline.segments) != 1 else ''} (time by label: {shares}). "
+            f"From {_names(used) if used else 'nothing'}"
+            f"{'' if 'text' in used else ' (no words: no transcript for the stretches)'}.")

@@ -129,6 +129,16 @@ def plot_gates(gates: Mapping[str, np.ndarray], gate_axes: Mapping[str, Sequence
     return fig
 
 
+_SUMMARY_TITLES = {
+    "audio<-text": "Speech: how much of the words each moment let in",
+    "text<-audio": "Words: how much of the speech each word let in",
+    "audio<-video": "Speech: how much of the face each moment let in",
+    "video<-audio": "Face: how much of the speech each frame let in",
+    "text<-video": "Words: how much of the face each word let in",
+    "video<-text": "Face: how much of the words each frame let in",
+}
+_EMOTION_COLOURS = {"neutral": "#7f7f7f", "happy": "#e69f00", "angry": "#d62728", "sad": "#1f77b4",
+                    "fear": "#9467bd", "disgust": "#2ca02c", "surprise": "#17becf"}
 _SPECIAL_TOKENS = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>"}
 
 
@@ -148,11 +158,11 @@ def plot_gate_summary(gates: Mapping[str, np.ndarray], gate_axes: Mapping[str, S
     Args:
         gates: ``"A<-B"`` -> ``(L_A, D)`` (``Prediction.gates``).
         gate_axes: Per modality, seconds or word pieces (``Prediction.gate_axes``).
-        title: Figure title (default: a short one).
+        title: Figure title (default: none; each panel says what it shows).
     """
     means = gate_openness(gates)
     names = [f"{a}<-{b}" for a, b in GATE_ORDER if f"{a}<-{b}" in means]
-    fig = Figure(figsize=(9, 0.8 + 2.6 * max(1, len(names))), layout="constrained")
+    fig = Figure(figsize=(6.4, 0.4 + 2.6 * max(1, len(names))), layout="constrained")  # narrow: legible on a phone
     axes = np.atleast_1d(fig.subplots(max(1, len(names)), 1))
     if not names:
         axes[0].text(0.5, 0.5, "no gates: the fusion needs two modalities", ha="center", va="center", fontsize=13,
@@ -162,25 +172,27 @@ def plot_gate_summary(gates: Mapping[str, np.ndarray], gate_axes: Mapping[str, S
         a, b = name.split("<-")
         values = means[name]  # (L_A,)
         axis = list(gate_axes.get(a, range(len(values))))[: len(values)]
-        ax.set_title(f"{_NAMES[a]}: how much of the {_NAMES[b]} was let in", fontsize=13, loc="left")
+        ax.set_title(_SUMMARY_TITLES.get(name, f"{_NAMES[a]} \u2190 {_NAMES[b]}"), fontsize=14, loc="left")
         if a == "text":
             keep = [i for i, tok in enumerate(axis) if str(tok) not in _SPECIAL_TOKENS] or list(range(len(values)))
             ax.bar(range(len(keep)), values[keep], color="#6d4fc2")
             step = max(1, int(np.ceil(len(keep) / 30)))
             ax.set_xticks(range(0, len(keep), step), [str(axis[i]) if i < len(axis) else "?" for i in keep][::step],
-                          rotation=60 if len(keep) > 8 else 0, ha="right" if len(keep) > 8 else "center", fontsize=12)
-            ax.set_xlabel("words (word pieces)", fontsize=12)
+                          rotation=60 if len(keep) > 6 else 0, ha="right" if len(keep) > 6 else "center", fontsize=13)
+            ax.set_xlabel("words (word pieces)", fontsize=13)
         else:
             times = np.asarray(axis, dtype=np.float64) if len(axis) == len(values) else np.arange(len(values))
             ax.fill_between(times, values, color="#6d4fc2", alpha=0.35, step="mid")
             ax.plot(times, values, color="#4b2e9e", drawstyle="steps-mid")
-            ax.set_xlabel("time (s)", fontsize=12)
+            ax.set_xlabel("time (s)", fontsize=13)
             ax.set_xlim(float(times[0]), float(times[-1]) if len(times) > 1 else float(times[0]) + 1)
         ax.set_ylim(0, 1)
-        ax.set_ylabel("open (0-1)", fontsize=12)
-        ax.tick_params(labelsize=11)
+        ax.set_ylabel("open (0-1)", fontsize=13)
+        ax.set_yticks([0, 0.5, 1])
+        ax.tick_params(labelsize=12)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or "How much each modality let the other in", fontsize=14)
+    if title:
+        fig.suptitle(title, fontsize=15)
     return fig
 
 
@@ -191,8 +203,8 @@ def plot_timeline(timeline: Any, *, title: str | None = None) -> Figure:
         timeline: A ``gia_mic.timeline.Timeline`` (``segments``, ``labels``, ``duration``).
         title: Figure title (default: a short one).
     """
-    colours = {label: f"C{i}" for i, label in enumerate(timeline.labels)}
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    colours = {label: _EMOTION_COLOURS.get(label, f"C{i}") for i, label in enumerate(timeline.labels)}
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
     ax = fig.subplots()
     for seg in timeline.segments:
         score = seg.scores[seg.label]
