@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -85,6 +86,9 @@ def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, preven
     an MCP server at ``/gradio_api/mcp/`` whose tools are ``classify`` and ``timeline``.
     """
     max_mb = getattr(demo, "gia_mic_max_upload_mb", DEFAULT_MAX_UPLOAD_MB)
+    if mcp_server and importlib.util.find_spec("mcp") is None:
+        logger.warning("the mcp package is missing (pip install 'gradio[mcp]'): serving without the MCP server")
+        mcp_server = False
     janitor = UploadJanitor(demo, int(max_stored_mb * 1024 * 1024)).start()
     demo.gia_mic_janitor = janitor
     return demo.launch(server_name=host, server_port=port, max_file_size=int(max_mb * 1024 * 1024),

@@ -115,7 +115,7 @@ def _result_column(backend: DemoBackend) -> dict[str, Any]:
     out = {"verdict": gr.Markdown("Results appear here.", elem_id="verdict")}
     out["scores"] = gr.Label(num_top_classes=len(backend.config.labels), label="Scores of every class",
                              elem_id="label-out", visible=False)
-    out["explain"] = gr.Plot(label="How much each modality let the other in (the gates)", format="png",
+    out["explain"] = gr.Plot(label="How much each modality let the other in (the gates)", format="png", show_label=False,
                              elem_id="explain-out", visible=False)
     out["details"] = gr.Markdown(elem_id="status-out")
     out["json"] = gr.DownloadButton("Download the result (JSON)", visible=False, elem_id="download-json")
@@ -133,7 +133,7 @@ def _timeline_section() -> dict[str, Any]:
         gr.Markdown("Splits the recording into stretches of speech and classifies each one.")
         out = {"run": gr.Button("Show emotion over time", elem_id="timeline-run")}
         out["summary"] = gr.Markdown(elem_id="timeline-summary")
-        out["plot"] = gr.Plot(label="Emotion over time", format="png", elem_id="timeline-plot", visible=False)
+        out["plot"] = gr.Plot(label="Emotion over time", format="png", show_label=False, elem_id="timeline-plot", visible=False)
         out["table"] = gr.Dataframe(headers=["start (s)", "end (s)", "emotion", "score", "words"], interactive=False,
                                     wrap=True, elem_id="timeline-table", visible=False)
         with gr.Row():
