@@ -14,9 +14,20 @@ from __future__ import annotations
 import os
 import sys
 
-from gia_app import DemoBackend, build_demo, build_parser, choose_model, create_demo, gpu, launch, main, space_model
+from gia_app import (
+    DemoBackend,
+    build_demo,
+    build_parser,
+    choose_model,
+    create_demo,
+    gpu,
+    launch,
+    main,
+    markdown_text,
+    space_model,
+)
 
-__all__ = ["DemoBackend", "build_demo", "build_parser", "choose_model", "create_demo", "gpu", "launch", "main",
+__all__ = ["DemoBackend", "build_demo", "build_parser", "choose_model", "create_demo", "gpu", "launch", "main", "markdown_text",
            "space_model"]
 
 if __name__ == "__main__":

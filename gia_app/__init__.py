@@ -9,6 +9,8 @@ Modules: ``backend`` (limits, session cache, pipeline calls), ``views`` (what th
 from gia_app.backend import DemoBackend, file_digest, gpu
 from gia_app.server import UploadJanitor, build_parser, choose_model, create_demo, launch, main, space_model
 from gia_app.ui import build_demo
+from gia_app.views import markdown_text
 
 __all__ = ["DemoBackend", "UploadJanitor", "build_demo", "build_parser", "choose_model", "create_demo", "file_digest",
+           "markdown_text",
            "gpu", "launch", "main", "space_model"]
