@@ -26,14 +26,7 @@ NO_DEPS = {"openai-whisper": "asr"}
 
 def imported_modules(paths: list[Path]) -> set[str]:
     """Top-level names of every import (module level or inside functions) in ``paths``."""
-    names = set()
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - FIRST_PARTY - {"__future__"} - OPTIONAL
+    return imported_modules_raw(paths) - set(sys.stdlib_module_names) - FIRST_PARTY - {"__future__"} - OPTIONAL
 
 
 def imported_modules_raw(paths: list[Path]) -> set[str]:
