@@ -47,8 +47,7 @@ def _transcript_box(backend: DemoBackend) -> gr.Textbox:
 
 
 def _inputs(backend: DemoBackend) -> tuple[gr.Video, gr.Audio, gr.Textbox, list[gr.Checkbox], gr.Button]:
-    video_label = "Video (upload or webcam)" if "video" in backend.config.modalities else \
-        "Video (only its sound is used: this model was not trained on video)"
+    video_label = "Video (upload or webcam)" if "video" in backend.config.modalities else "Video (only its sound is used)"
     video = gr.Video(label=video_label, sources=["upload", "webcam"], include_audio=True, elem_id="video-in")
     audio = gr.Audio(label="Or a speech recording", type="filepath", sources=["upload", "microphone"],
                      elem_id="audio-in")

@@ -241,7 +241,7 @@ def test_ui_event_renders_label_heatmaps_and_contributions(recognizer, clips):
         video = gradio_client.handle_file(str(clips["good"]))
         out = client.predict(video, None, TEXT, True, True, True, api_name="/analyze")
         verdict, label, explain, details, download, plot, table, transcript = out
-        assert verdict.startswith("## ") and "clip\\.mp4" in verdict and "the voice says" in verdict.lower()
+        assert verdict.startswith("## ") and "File: `clip.mp4`" in verdict and "the voice says" in verdict.lower()
         assert ("they agree" in verdict) != ("they disagree" in verdict)
         assert {c["label"] for c in label["value"]["confidences"]} == set(recognizer.labels)
         assert "reading the clip included" in details and "Words used** (typed)" in details
