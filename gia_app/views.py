@@ -103,6 +103,7 @@ def details_markdown(pred: Any, cached: bool) -> str:
         lines = [f"**Words not used**: {_reason(pred.missing.get('text', pred.transcript_reason or 'not available'))}."]
     if pred.gates:
         lines.append(f"*About the plot above:* {GATE_SENTENCE}")
+    lines.append(f"*About the scores:* {LOW_CONFIDENCE_TEXT}")
     total = pred.timings_ms.get("total", 0.0) / 1000
     how = "the clip was already read: only the last step ran" if cached else "reading the clip included"
     lines.append(f"Took {total:.1f} s ({how}).")

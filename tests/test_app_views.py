@@ -42,7 +42,7 @@ def test_verdict_agreement_and_low_confidence_notice():
 
 def test_details_use_plain_words_not_jargon():
     text = views.details_markdown(prediction(0.9, "sad", "sad"), cached=False)
-    assert "Took 1.5 s" in text and "Words used** (typed)" in text
+    assert "Took 1.5 s" in text and "Words used** (typed)" in text and "Scores under 60% mean the model is unsure" in text
     assert "Fusion" not in text and "ms" not in text
 
 
