@@ -6,6 +6,7 @@ library's input errors (``gia_mic.errors.USER_ERRORS``) for the caller to show.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import hashlib
@@ -127,6 +128,7 @@ class Downloads:
 
     def __init__(self, keep: int = DOWNLOADS_KEPT) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gia-mic-downloads-"))
+        atexit.register(shutil.rmtree, self.root, True)  # gone with the process
         self.keep = keep
         self._lock = threading.Lock()
         self._count = 0

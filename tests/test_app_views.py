@@ -81,3 +81,17 @@ def test_speech_words_in_errors():
     assert speech_words("this model was not trained on video (it was trained on audio, text)") == \
         "this model was not trained on video (it was trained on speech, text)"
     assert speech_words("x.wav: its audio is 0.04 s long") == "x.wav: its speech is 0.04 s long"
+
+
+def test_downloads_are_bounded_and_written_whole():
+    import shutil
+
+    from gia_app.backend import Downloads
+
+    store = Downloads(keep=2)
+    try:
+        paths = [store.write("r.json", f"{{\"n\": {i}}}\n") for i in range(3)]
+        assert not Path(paths[0]).exists() and [Path(p).read_text() for p in paths[1:]] == ['{"n": 1}\n', '{"n": 2}\n']
+        assert len(list(store.root.iterdir())) == 2 and not list(store.root.rglob("*.tmp"))
+    finally:
+        shutil.rmtree(store.root)
