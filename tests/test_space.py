@@ -31,6 +31,10 @@ def check_space_readme(text: str, model: str, revision: str) -> dict:
     assert meta["preload_from_hub"] == [f"{model} config.json,model.safetensors {revision}"]
     assert meta["suggested_hardware"] == config["suggested_hardware"] == "cpu-basic"  # the lite model runs on CPU
     assert len(meta["short_description"]) <= 60 and meta["license"]
+    body = text.split("---\n", 2)[2]
+    # the page's words match what the app shows for the default (speech + words) model
+    assert '"video,audio,text"' not in body and "six GIA gate" not in body and "face" not in meta["short_description"]
+    assert "per_modality" in body and "agreement" in body and "/gradio_api/mcp/" in body
     return meta
 
 
