@@ -82,3 +82,27 @@ def test_demo_app_snippets_run_against_the_served_lite_model(app_url, index):
     assert PORT_URL.rstrip("/") in code
     printed = run_snippet(code, app_url)
     assert printed == expected_prints(code) and printed, printed
+
+
+def layout_paths() -> set[str]:
+    """Paths named in the README's "Project layout" tree (indented entries live under the last top-level one)."""
+    block = re.search(r"```\n(.*?)```", section("Project layout"), re.DOTALL).group(1)
+    paths, parent = set(), ""
+    for line in block.splitlines():
+        name = line.split()[0]
+        if line.startswith("  "):
+            paths.add(parent + name.rstrip("/"))
+        else:
+            parent = name if name.endswith("/") else ""
+            paths.add(name.rstrip("/"))
+    return paths
+
+
+def test_the_layout_section_matches_the_tree():
+    named = layout_paths()
+    missing = sorted(p for p in named if not (REPO_ROOT / p).exists())
+    assert not missing, f"the README's layout names paths that do not exist: {missing}"
+    modules = {p.relative_to(REPO_ROOT).as_posix() for d in ("gia_mic", "gia_app", "train", "hub_card")
+               for p in (REPO_ROOT / d).glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    unnamed = sorted(modules - named)
+    assert not unnamed, f"modules the README's layout does not name: {unnamed}"
