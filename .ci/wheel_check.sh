@@ -59,11 +59,11 @@ EOF
     || fail "gia-mic predict without a transcript (no ASR installed: text must be marked missing)"
 grep -q '"transcript_source": "missing"' "$WORK/no_asr.json" || fail "without [asr], text should be missing"
 
-# Each extra: install it, then import what it is for. train/, hub_card/ and app.py are not in the
+# Each extra: install it, then import what it is for. train/, hub_card/, app.py and gia_app/ are not in the
 # wheel; they run from a checkout, so a copy of them (without gia_mic/) is imported against the venv.
-cp -r "$ROOT/train" "$ROOT/hub_card" "$ROOT/app.py" "$ROOT/spaces_config.yaml" "$WORK/"
+cp -r "$ROOT/train" "$ROOT/hub_card" "$ROOT/app.py" "$ROOT/gia_app" "$ROOT/spaces_config.yaml" "$WORK/"
 declare -A IMPORTS=(
-  [app]="import gia_mic.plots, gradio, app"
+  [app]="import gia_mic.plots, gradio, mcp, app, gia_app.ui"
   [train]="import gia_mic.plots, accelerate, hub_card.render, train.loop, train.run, train.publish, train.lite, train.prepare"
   [asr]="import whisper, gia_mic.asr as a; t = a.WhisperTranscriber(); ok, why = t.available(); assert ok, why"
   [onnx]="import onnx, onnxscript, onnxruntime, gia_mic.onnx_export, gia_mic.onnx_runtime"

@@ -1,4 +1,4 @@
-"""The Gradio app: /classify through gradio_client, bad inputs, the session cache, gate plots, CLI."""
+"""The Gradio app: /classify and /timeline through gradio_client, bad inputs, the session cache, gate plots, CLI."""
 
 from __future__ import annotations
 
@@ -75,8 +75,29 @@ def check_prediction(result, labels, used):
 # ---------------------------------------------------------------------------------------------- /classify
 def test_api_is_documented(client):
     info = client.view_api(print_info=False, return_format="dict")
-    assert "/classify" in info["named_endpoints"]
+    assert set(info["named_endpoints"]) == {"/classify", "/timeline"}
     assert [p["label"] for p in info["named_endpoints"]["/classify"]["parameters"]] == ["file", "transcript", "modalities"]
+    assert [p["label"] for p in info["named_endpoints"]["/timeline"]["parameters"]] == ["file", "modalities"]
+
+
+def test_classify_says_what_each_modality_says_and_names_the_file(client, clips, recognizer):
+    result = classify(client, clips["good"], TEXT, "audio,text")
+    assert result["file"] == "clip.mp4"
+    assert set(result["per_modality"]) == {"audio", "text"}
+    for alone in result["per_modality"].values():
+        assert alone["label"] in recognizer.labels and 0 < alone["score"] <= 1
+    labels = {v["label"] for v in result["per_modality"].values()}
+    assert result["agreement"] is (len(labels) == 1)
+
+
+def test_timeline_endpoint_returns_segments_and_summary(client, clips, recognizer):
+    speech = make_clip(clips["good"].parent / "speechlike.wav", seconds=2.5)
+    result = client.predict(gradio_client.handle_file(str(speech)), "", api_name="/timeline")
+    assert result["source"] == "speechlike.wav" and result["labels"] == recognizer.labels
+    assert result["duration"] == pytest.approx(2.5, abs=0.1)
+    for seg in result["segments"]:
+        assert 0 <= seg["start"] < seg["end"] <= result["duration"] + 0.01 and seg["label"] in recognizer.labels
+    assert (result["summary"] is None) == (result["segments"] == []) and (result["message"] is None) == bool(result["segments"])
 
 
 @pytest.mark.parametrize("subset", ["video", "audio", "text", "video,audio", "video,text", "audio,text", "video,audio,text"])
@@ -159,20 +180,23 @@ def test_non_utf8_text_over_raw_http_is_a_readable_error(server, client, recogni
 
 
 def test_missing_file_is_a_readable_error(recognizer, tmp_path):
+    from gia_mic.errors import InputError
+
     backend = load_app().DemoBackend(recognizer)
-    with pytest.raises(gr.Error, match="file not found: missing.mp4"):
-        backend.classify_api(str(tmp_path / "missing.mp4"), TEXT, None)
+    with pytest.raises(InputError, match="file not found: missing.mp4"):
+        backend.classify_json(str(tmp_path / "missing.mp4"), TEXT, None)
 
 
-def test_untrained_modality_is_disabled_with_its_reason(tiny_checkpoint, tmp_path):
+def test_untrained_modality_is_hidden_and_the_page_says_so(tiny_checkpoint, tmp_path):
     from tests.conftest import build_tiny
 
     path = tmp_path / "av"
     build_tiny(modalities=["video", "audio"]).save_pretrained(path)
     demo = load_app().build_demo(tiny_recognizer(path))
     boxes = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Checkbox)}
-    assert boxes["use-video"].interactive is not False and boxes["use-text"].interactive is False
-    assert "not trained on text" in boxes["use-text"].info
+    assert boxes["use-video"].visible is not False and boxes["use-text"].visible is False
+    header = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "header")
+    assert "Emotion from face and voice" in header.value and "not trained on text" in header.value
 
 
 # ---------------------------------------------------------------------------------------------- UI path and cache
@@ -216,13 +240,18 @@ def test_ui_event_renders_label_heatmaps_and_contributions(recognizer, clips):
         client = gradio_client.Client(url, verbose=False)
         video = gradio_client.handle_file(str(clips["good"]))
         out = client.predict(video, None, TEXT, True, True, True, api_name="/analyze")
-        label, status, transcript, plot, table = out
-        assert {c["label"] for c in label["confidences"]} == set(recognizer.labels)
-        assert "encoded" in status and transcript == TEXT
+        verdict, label, explain, details, download, plot, table, transcript = out
+        assert verdict.startswith("## ") and "File: `clip.mp4`" in verdict and "the voice says" in verdict.lower()
+        assert ("they agree" in verdict) != ("they disagree" in verdict)
+        assert {c["label"] for c in label["value"]["confidences"]} == set(recognizer.labels)
+        assert "reading the clip included" in details and "Words used** (typed)" in details
+        assert explain["value"]["plot"].startswith("data:image/png;base64,")
+        assert json.loads(open(download["value"]).read())["file"] == "clip.mp4"
         assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
         assert [row[0] for row in table["data"]] == ["video", "speech", "text"]
         out = client.predict(video, None, TEXT, True, False, True, api_name="/analyze")
-        assert "only the fusion ran" in out[1] and out[4]["data"][1][1] == "not used: switched off"
+        assert "only the last step ran" in out[3] and out[6]["data"][1][1] == "not used: switched off"
+        assert "speech (switched off)" in out[0]
     assert len(counting.calls) == 1
 
 
@@ -248,9 +277,9 @@ def test_empty_transcript_box_is_filled_by_whisper_and_kept_cached(recognizer, c
         client = gradio_client.Client(url, verbose=False)
         video = gradio_client.handle_file(str(clips["good"]))
         out = client.predict(video, None, "", True, True, True, api_name="/analyze")
-        assert out[2] == "hello there" and "Whisper fake" in out[1]
+        assert out[7] == "hello there" and "Whisper fake" in out[3]
         out = client.predict(video, None, "hello there", False, True, True, api_name="/analyze")  # toggle only
-        assert "only the fusion ran" in out[1] and "Whisper fake" in out[1]
+        assert "only the last step ran" in out[3] and "Whisper fake" in out[3]
     assert len(counting.calls) == 1
 
 
@@ -280,8 +309,33 @@ def test_plot_gates_with_one_pair_and_none():
     fig = plot_gates({"video<-audio": gate, "audio<-video": gate[:3]}, {"video": [0.1 * i for i in range(5)],
                                                                         "audio": [0.02 * i for i in range(3)]})
     assert sum(len(ax.get_images()) for ax in fig.axes) == 2
-    assert any("not computed" in t.get_text() for ax in fig.axes for t in ax.texts)
-    assert plot_gates({}, {}).axes  # nothing to show is still a figure
+    assert {ax.get_title() for ax in fig.axes if ax.get_images()} == {"video \u2190 speech", "speech \u2190 video"}
+    assert not any("not computed" in t.get_text() for ax in fig.axes for t in ax.texts)  # only pairs that exist
+    empty = plot_gates({}, {})
+    assert any("no gates" in t.get_text() for ax in empty.axes for t in ax.texts)
+
+
+def test_short_clip_time_ticks_are_distinct():
+    from gia_mic.plots import plot_gates
+
+    times = [0.02 * i for i in range(25)]  # a 0.5-s clip
+    fig = plot_gates({"audio<-text": np.random.default_rng(0).random((25, 16))}, {"audio": times})
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+
+
+def test_gate_summary_draws_time_and_words_without_special_tokens():
+    from gia_mic.plots import gate_openness, plot_gate_summary
+
+    gates = {"audio<-text": np.full((10, 4), 0.25, dtype=np.float32), "text<-audio": np.full((4, 4), 0.75, dtype=np.float32)}
+    axes = {"audio": [0.1 * i for i in range(10)], "text": ["<s>", "hello", "there", "</s>"]}
+    assert gate_openness(gates)["audio<-text"] == pytest.approx([0.25] * 10)
+    fig = plot_gate_summary(gates, axes)
+    speech_ax, words_ax = fig.axes
+    assert speech_ax.get_xlabel() == "time (s)" and speech_ax.get_ylim() == (0, 1)
+    assert [t.get_text() for t in words_ax.get_xticklabels()] == ["hello", "there"]
+    assert [p.get_height() for p in words_ax.patches] == pytest.approx([0.75, 0.75])
+    assert all(t.get_fontsize() >= 11 for t in words_ax.get_xticklabels())  # legible on a phone
 
 
 # ---------------------------------------------------------------------------------------------- CLI and model choice
@@ -290,14 +344,14 @@ def test_no_model_exits_2_with_the_fix(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("GIA_MIC_MODEL", raising=False)
     monkeypatch.setattr("gia_mic.hub.EMBEDDED_DEFAULT", tmp_path / "absent")
     monkeypatch.setattr("gia_mic.hub.PACKAGED_DEFAULT", tmp_path / "absent")
-    monkeypatch.setattr(app, "APP_DIR", tmp_path)
+    monkeypatch.setattr("gia_app.server.APP_DIR", tmp_path)
     assert app.main([]) == 2
     assert "--model" in capsys.readouterr().err
 
 
 def test_model_choice_order(monkeypatch, tmp_path):
     app = load_app()
-    monkeypatch.setattr(app, "APP_DIR", tmp_path)
+    monkeypatch.setattr("gia_app.server.APP_DIR", tmp_path)
     monkeypatch.setenv("GIA_MIC_MODEL", "org/env@v2")
     assert app.choose_model("org/flag") == ("org/flag", None)
     assert app.choose_model(None) == ("org/env", "v2")

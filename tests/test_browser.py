@@ -1,11 +1,13 @@
 """The app in a real browser: Debian chromium driven by playwright, everything on 127.0.0.1.
 
-Skips where /usr/bin/chromium (``apt-get install chromium``) or playwright is absent. The
-screenshot is kept as ``artifacts/app-browser.png`` (git-ignored).
+One app server (the shipped checkpoints/gia-mic-lite, ASR off) serves every test here; each
+test opens a fresh page. Skips where /usr/bin/chromium (``apt-get install chromium``) or
+playwright is absent. Screenshots are kept under ``artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,8 +21,15 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 ARTIFACTS = REPO_ROOT / "artifacts"
+LITE = REPO_ROOT / "checkpoints" / "gia-mic-lite"
+ANGRY = REPO_ROOT / "examples" / "1001_DFA_ANG_XX.mp4"
+SENTENCE = "Don't forget a jacket"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not (LITE / "model.safetensors").exists() or not ANGRY.exists(),
+                       reason="needs the embedded lite checkpoint and the example clips"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,37 +41,130 @@ def browser():
         browser.close()
 
 
-def test_upload_classify_label_and_heatmaps(browser, tiny_checkpoint, tmp_path):
-    clip = REPO_ROOT / "examples" / "1001_DFA_HAP_XX.mp4"
-    if not clip.exists():
-        clip = make_clip(tmp_path / "clip.mp4", seconds=1.5, size=(160, 120))
-    recognizer = tiny_recognizer(tiny_checkpoint)
-    with serve(recognizer) as (_, url):
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})
-        hosts, console_errors = set(), []
-        page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or r.url.split(":", 1)[0]))
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: console_errors.append(str(e)))
-        page.goto(url, wait_until="load")
-        page.locator("#classify").wait_for(timeout=30_000)
-        page.locator("input[type=file]").first.set_input_files(str(clip))
-        page.locator("#video-in video").first.wait_for(timeout=30_000)
-        page.locator("#transcript textarea").fill("Don't forget a jacket")
-        page.locator("#classify").click()
-        page.locator("#gates-out img").wait_for(timeout=60_000)
-        label = page.locator("#label-out")
-        for name in recognizer.labels:
-            assert label.get_by_text(name).count() >= 1, name
-        assert "Transcript used" in page.locator("#status-out").inner_text()
-        assert page.locator("#gates-out img").evaluate("img => img.naturalWidth") > 500
-        page.wait_for_timeout(500)
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = tmp_path / "app-browser.png"
-        page.screenshot(path=str(shot), full_page=True)
-        shutil.copy(shot, ARTIFACTS / "app-browser.png")
-        page.locator("#use-video input").uncheck()  # a toggle re-runs only the fusion
-        page.get_by_text("only the fusion ran").wait_for(timeout=30_000)
-        assert "video (switched off)" in page.locator("#status-out").inner_text()
-        page.close()
-    assert hosts <= {"127.0.0.1", "data", "blob"}, hosts
-    assert console_errors == []
+@pytest.fixture(scope="module")
+def app_url():
+    with serve(tiny_recognizer(LITE)) as (_, url):
+        yield url
+
+
+@pytest.fixture()
+def page(browser, app_url, request):
+    width, height = getattr(request, "param", (1280, 1000))
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    page.hosts, page.console_errors = set(), []
+    page.on("request", lambda r: page.hosts.add(urlparse(r.url).hostname or r.url.split(":", 1)[0]))
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(app_url, wait_until="load")
+    page.locator("#classify").wait_for(timeout=30_000)
+    yield page
+    assert page.hosts <= {"127.0.0.1", "data", "blob"}, page.hosts
+    assert page.console_errors == []
+    page.close()
+
+
+def shot(page, name: str, *, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#video-in input[type=file]").set_input_files(str(path))
+    page.locator("#video-in video").first.wait_for(timeout=30_000)
+
+
+def classify(page) -> str:
+    page.locator("#classify").click()
+    page.locator("#verdict h2, #verdict h3").first.wait_for(timeout=60_000)
+    return page.locator("#verdict").inner_text()
+
+
+def test_examples_verdict_with_disagreement_and_the_json_download(page):
+    examples = page.get_by_text("acted:", exact=False)
+    names = sorted(examples.all_inner_texts())
+    assert names == ["acted: angry", "acted: happy", "acted: neutral", "acted: sad"], names
+    page.get_by_text("acted: angry").click()
+    page.locator("#video-in video").first.wait_for(timeout=30_000)
+    assert page.locator("#transcript textarea").input_value() == SENTENCE
+    verdict = classify(page)
+    # the lite model on this clip (CREMA-D 1001 ANG): voice angry, words neutral
+    assert "1001_DFA_ANG_XX.mp4" in verdict and "they disagree" in verdict, verdict
+    assert "The voice says angry" in verdict and "the words say neutral" in verdict, verdict
+    assert "knows only neutral, happy, angry, sad" in verdict
+    page.locator("#explain-out img").wait_for(timeout=30_000)
+    assert "Words used (typed)" in page.locator("#status-out").inner_text()
+    assert page.locator("#label-out").is_visible()
+    shot(page, "app-desktop-verdict.png")
+    with page.expect_download() as info:
+        page.locator("#download-json").click()
+    result = json.loads(Path(info.value.path()).read_text())
+    assert result["file"] == "1001_DFA_ANG_XX.mp4" and result["agreement"] is False
+    assert result["per_modality"]["audio"]["label"] == "angry"
+
+
+def test_new_upload_clears_the_old_result(page, tmp_path):
+    upload(page, ANGRY)
+    page.locator("#transcript textarea").fill(SENTENCE)
+    assert "ANG" in classify(page)
+    other = tmp_path / "other.mp4"
+    shutil.copy(REPO_ROOT / "examples" / "1001_DFA_SAD_XX.mp4", other)
+    page.locator("#video-in button[aria-label='Clear']").first.click()
+    upload(page, other)
+    page.get_by_text("New clip").wait_for(timeout=10_000)
+    verdict = page.locator("#verdict").inner_text()
+    assert "other.mp4" in verdict and "transcript box is not empty" in verdict and "ANG" not in verdict
+    assert not page.locator("#label-out").is_visible() and not page.locator("#download-json").is_visible()
+    assert "other.mp4" in classify(page)
+
+
+def test_an_error_keeps_the_transcript_and_goes_with_the_next_result(page, tmp_path):
+    short = make_clip(tmp_path / "blip.mp4", seconds=0.04, fps=25)
+    upload(page, short)
+    page.locator("#transcript textarea").fill("my own words")
+    verdict = classify(page)
+    assert "Could not classify this" in verdict and "blip.mp4" in verdict and "at least 0.1 s" in verdict, verdict
+    assert page.locator("#transcript textarea").input_value() == "my own words"
+    assert page.locator(".toast-body").count() == 0  # no toast stacking over later results
+    shot(page, "app-desktop-error.png")
+    page.locator("#video-in button[aria-label='Clear']").first.click()
+    upload(page, ANGRY)
+    verdict = classify(page)
+    assert "Could not classify" not in verdict and verdict.startswith("neutral") is False
+
+
+@pytest.mark.parametrize("page", [(390, 844)], indirect=True)
+def test_phone_shows_the_verdict_in_the_first_screen_after_classify(page):
+    page.get_by_text("acted: happy").click()
+    page.locator("#video-in video").first.wait_for(timeout=30_000)
+    page.locator("#classify").scroll_into_view_if_needed()
+    classify(page)
+    page.wait_for_timeout(500)
+    box = page.locator("#verdict").bounding_box()
+    scroll = page.evaluate("window.scrollY")
+    top = box["y"]  # relative to the viewport
+    assert -2 <= top < 844 - 80 and scroll > 0, (top, scroll)  # scrolled down to the verdict
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # nothing wider than the phone
+    shot(page, "app-phone-verdict.png", full_page=False)
+    shot(page, "app-phone-full.png")
+
+
+def test_timeline_view_and_its_downloads(page):
+    upload(page, ANGRY)
+    page.locator("#timeline-section").get_by_text("Emotion over time").first.click()
+    page.locator("#timeline-run").click()
+    page.locator("#timeline-plot img").wait_for(timeout=60_000)
+    summary = page.locator("#timeline-summary").inner_text()
+    assert summary.startswith("Overall:"), summary
+    table = page.locator("#timeline-table").inner_text()
+    cells = table.split("words", 1)[1]
+    assert "start (s)" in table and any(label in cells for label in ("neutral", "happy", "angry", "sad")), table
+    with page.expect_download() as info:
+        page.locator("#download-csv").click()
+    csv_text = Path(info.value.path()).read_text()
+    assert csv_text.startswith("file,start,end,label,score") and "1001_DFA_ANG_XX.mp4" in csv_text
+    with page.expect_download() as info:
+        page.locator("#download-srt").click()
+    srt = Path(info.value.path()).read_text()
+    assert srt.startswith("1\n00:00:0") and " --> " in srt
+    shot(page, "app-desktop-timeline.png")

@@ -467,7 +467,8 @@ def classify(url, path, text, modalities):
 def test_app_refuses_odd_modalities_as_input_problems(app_server, tmp_path, modalities):
     _, url, _ = app_server
     clip = make_clip(tmp_path / "c.wav", seconds=1.0)
-    with pytest.raises(gradio_client.exceptions.AppError, match="modalities must be a list of names"):
+    # the API's modalities are text (a valid MCP schema): odd values arrive as their text and are unknown names
+    with pytest.raises(gradio_client.exceptions.AppError, match="modalities must be a list of names|unknown modality"):
         classify(url, clip, "hello", modalities)
     assert classify(url, clip, "hello", "audio")["modalities_used"] == ["audio"]
 

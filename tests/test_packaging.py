@@ -17,7 +17,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-FIRST_PARTY = {"gia_mic", "train", "hub_card", "app", "tests", "benchmarks"}
+FIRST_PARTY = {"gia_mic", "gia_app", "train", "hub_card", "app", "tests", "benchmarks"}
 # Imported inside try/except ImportError with a fallback, so no extra has to provide them.
 OPTIONAL = {"spaces"}
 # openai-whisper is installed with --no-deps next to [asr] (its requirements pull triton); see pyproject.
@@ -26,6 +26,11 @@ NO_DEPS = {"openai-whisper": "asr"}
 
 def imported_modules(paths: list[Path]) -> set[str]:
     """Top-level names of every import (module level or inside functions) in ``paths``."""
+    return imported_modules_raw(paths) - set(sys.stdlib_module_names) - FIRST_PARTY - {"__future__"} - OPTIONAL
+
+
+def imported_modules_raw(paths: list[Path]) -> set[str]:
+    """Top-level names of every absolute import in ``paths``, first-party ones included."""
     names = set()
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -33,7 +38,7 @@ def imported_modules(paths: list[Path]) -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - FIRST_PARTY - {"__future__"} - OPTIONAL
+    return names
 
 
 def requirement_names(*groups: str) -> set[str]:
@@ -80,7 +85,16 @@ def test_the_core_install_covers_every_module_predict_needs():
 def test_train_hub_card_and_app_imports_are_declared_by_their_extras():
     train = sorted((ROOT / "train").glob("*.py")) + sorted((ROOT / "hub_card").glob("*.py"))
     assert missing(train, "train") == {}
-    assert missing([ROOT / "app.py"], "app") == {}
+    assert missing([ROOT / "app.py", *sorted((ROOT / "gia_app").glob("*.py"))], "app") == {}
+
+
+def test_the_app_extra_brings_the_mcp_server():
+    assert any(r.replace(" ", "").startswith("gradio[mcp]") for r in PYPROJECT["project"]["optional-dependencies"]["app"])
+    assert "mcp" in distributions("mcp")
+
+
+def test_the_library_never_imports_the_app_or_gradio():
+    assert not {"gradio", "gia_app", "app"} & imported_modules_raw(sorted((ROOT / "gia_mic").glob("*.py")))
 
 
 def test_the_wheel_carries_every_file_of_the_embedded_model():

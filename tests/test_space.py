@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -26,8 +29,12 @@ def check_space_readme(text: str, model: str, revision: str) -> dict:
     assert meta["python_version"] == "3.11" and meta["app_file"] == "app.py"
     assert meta["models"] == [model]
     assert meta["preload_from_hub"] == [f"{model} config.json,model.safetensors {revision}"]
-    assert meta["suggested_hardware"].startswith(("t4", "l4", "a10g", "a100", "l40s"))
+    assert meta["suggested_hardware"] == config["suggested_hardware"] == "cpu-basic"  # the lite model runs on CPU
     assert len(meta["short_description"]) <= 60 and meta["license"]
+    body = text.split("---\n", 2)[2]
+    # the page's words match what the app shows for the default (speech + words) model
+    assert '"video,audio,text"' not in body and "six GIA gate" not in body and "face" not in meta["short_description"]
+    assert "per_modality" in body and "agreement" in body and "/gradio_api/mcp/" in body
     return meta
 
 
@@ -36,12 +43,16 @@ def test_dry_run_renders_the_space(tmp_path):
     assert space.main(["acme/gia-mic-demo", "--model", f"acme/gia-mic@{SHA}", "--dry-run", str(out)]) == 0
     check_space_readme((out / "README.md").read_text(encoding="utf-8"), "acme/gia-mic", SHA)
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
-    assert {"app.py", "README.md", "requirements.txt", "gia_mic/pipeline.py", "gia_mic/presets/tiny.json"} <= files
+    assert {"app.py", "README.md", "requirements.txt", "gia_mic/pipeline.py", "gia_mic/presets/tiny.json",
+            "gia_app/ui.py", "gia_app/server.py"} <= files
     assert not any("__pycache__" in f or f.startswith(("tests/", "train/")) for f in files)
     reqs = (out / "requirements.txt").read_text(encoding="utf-8")
-    assert "torch==" in reqs and "openai-whisper==" in reqs and "gradio" not in reqs.split("\n", 1)[1]
+    assert "torch==" in reqs and "openai-whisper==" in reqs and "mcp==" in reqs and "gradio" not in reqs.split("\n", 1)[1]
     assert "pytest" not in reqs and "playwright" not in reqs
     assert load_app().space_model(out / "README.md") == ("acme/gia-mic", SHA)  # what the uploaded app will load
+    imported = subprocess.run([sys.executable, "-c", "import app; print(app.build_demo.__module__)"], cwd=out,
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(out)})
+    assert imported.returncode == 0 and imported.stdout.strip() == "gia_app.ui", imported.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("args", "message"), [
