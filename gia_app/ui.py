@@ -24,6 +24,7 @@ from gia_app.backend import UI_NAMES, DemoBackend, logged_errors
 from gia_mic.configuration import MODALITIES
 from gia_mic.errors import InputError
 from gia_mic.plots import GATE_CAPTION, GATE_SENTENCE, plot_gate_summary, plot_gates, plot_timeline
+from gia_mic.timeline import CONTEXT_SECONDS
 from gia_mic.timeline_formats import segment_rows, to_csv, to_srt
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -266,7 +267,10 @@ def _show_segment(backend: DemoBackend, st: dict, index: int) -> tuple:
     timeline, file = held["timeline"], held["file"]
     if not 0 <= index < len(timeline.segments):
         return _segment_cleared()
-    text = views.segment_markdown(timeline.segments[index], index, timeline.labels)
+    segment = timeline.segments[index]
+    text = views.segment_markdown(segment, index, timeline.labels)
+    if len(segment.modalities_used) < 2:  # gates sit between two modalities: nothing to re-run
+        return _segment_cleared(f"{text}\n\n{views.NO_GATES_TEXT}")
     try:
         with logged_errors(file):
             pred = backend.segment(file, timeline, index, held["modalities"])
@@ -274,7 +278,8 @@ def _show_segment(backend: DemoBackend, st: dict, index: int) -> tuple:
         return _segment_cleared(f"{text}\n\n*The gates could not be drawn:* {views.markdown_text(str(err))}")
     if not pred.gates:
         return _segment_cleared(text)
-    return (f"{text}\n\n*About the plot below:* {GATE_SENTENCE}",
+    return (f"{text}\n\n*About the plot below:* {GATE_SENTENCE} Its time axis also shows up to "
+            f"{CONTEXT_SECONDS:g} s on each side of the stretch: the model hears that much around it.",
             gr.Plot(value=plot_gate_summary(pred.gates, pred.gate_axes), visible=True))
 
 
@@ -303,7 +308,8 @@ def _api(backend: DemoBackend) -> None:
             modalities: As for classify; empty = all the model knows.
 
         Returns:
-            segments (start, end, label, scores, transcript) and a summary (label, scores, shares of time).
+            segments (start, end, label, scores, transcript, per_modality, agreement) and a summary
+            (label, scores, shares of time).
         """
         return _or_error(backend.timeline_json, file, modalities)
 

@@ -19,6 +19,7 @@ EXAMPLE_TRANSCRIPT = "Don't forget a jacket"
 VOICES = {"video": "the face", "audio": "the voice", "text": "the words"}
 _SAY = {"video": "says", "audio": "says", "text": "say"}
 """How the verdict names each modality's own answer."""
+NO_GATES_TEXT = "*No gate plot:* gates sit between speech and words, and this stretch was read from one of them only."
 CREMA_D_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
