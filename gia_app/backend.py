@@ -22,6 +22,7 @@ from typing import Any
 from gia_mic.configuration import MODALITIES
 from gia_mic.errors import USER_ERRORS
 from gia_mic.processing import InputError, clean_text
+from gia_mic.timeline import explain_segment
 
 try:  # ZeroGPU: the compute runs inside @spaces.GPU; elsewhere the decorator is a no-op
     import spaces
@@ -253,8 +254,19 @@ class DemoBackend:
         """Emotion over time of one recording (``gia_mic.timeline.Timeline``)."""
         if not path:
             raise InputError("give a video or a speech recording for the timeline")
+        return self._timeline(path, self._timeline_modalities(modalities))
+
+    def _timeline_modalities(self, modalities: object) -> list[str]:
         wanted = self.recognizer.check_modalities(as_modalities(modalities))
-        return self._timeline(path, [m for m in wanted if m != "video"] or wanted)
+        return [m for m in wanted if m != "video"] or list(wanted)  # video frames are not read per segment
+
+    @gpu(duration=GPU_SECONDS)
+    def _segment(self, path: str, timeline: Any, index: int, modalities: Sequence[str]) -> Any:
+        return explain_segment(self.recognizer, path, timeline, index, modalities=list(modalities))
+
+    def segment(self, path: str, timeline: Any, index: int, modalities: object = None) -> Any:
+        """The full ``Prediction`` (gates included) of segment ``index`` of ``timeline``, built from ``path``."""
+        return self._segment(path, timeline, index, self._timeline_modalities(modalities))
 
     # ------------------------------------------------------------------ JSON results (API, MCP, downloads)
     def prediction_json(self, pred: Any, file: str | None) -> dict[str, Any]:

@@ -2,7 +2,13 @@
 
 Every event goes through ``DemoBackend``; the words on the page come from ``views``. A user
 mistake is shown where the verdict goes (inputs untouched, no toast) and is replaced by the
-next result; a new file clears the previous clip's result.
+next result; a new file clears the previous clip's result and timeline.
+
+The session state holds the decoded clips of the last few classifications (``SESSION_CACHE_SIZE``)
+and, once a timeline is shown, that ``Timeline`` with the path of the upload it came from: no
+audio. Selecting a row re-cuts that one segment's window (at most the model window plus its
+context) from the upload for its gates, so a 10-minute recording costs the session only its
+segments' numbers and words.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from gia_app import views
 from gia_app.backend import UI_NAMES, DemoBackend, logged_errors
 from gia_mic.configuration import MODALITIES
 from gia_mic.errors import InputError
-from gia_mic.plots import GATE_CAPTION, plot_gate_summary, plot_gates, plot_timeline
+from gia_mic.plots import GATE_CAPTION, GATE_SENTENCE, plot_gate_summary, plot_gates, plot_timeline
+from gia_mic.timeline import CONTEXT_SECONDS
 from gia_mic.timeline_formats import segment_rows, to_csv, to_srt
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -73,7 +80,7 @@ def build_demo(recognizer: Any, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     limits = f"Uploads up to {max_upload_mb:g} MB; one classification reads up to {backend.max_seconds:g} s."
     with gr.Blocks(title="GIA-MIC emotion recognition", delete_cache=(600, UPLOAD_MAX_AGE_S)) as demo:
         gr.Markdown(views.header_markdown(backend.config) + f"\n\n<small>{limits}</small>", elem_id="header")
-        state = gr.State({"clips": {}, "auto_text": None, "ready": False}, time_to_live=3600)
+        state = gr.State({"clips": {}, "auto_text": None, "ready": False, "timeline": None}, time_to_live=3600)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 video, audio, transcript, toggles, run = _inputs(backend)
@@ -129,12 +136,16 @@ def _result_column(backend: DemoBackend) -> dict[str, Any]:
 
 def _timeline_section() -> dict[str, Any]:
     with gr.Accordion("Emotion over time (longer recordings)", open=False, elem_id="timeline-section"):
-        gr.Markdown("Splits the recording into stretches of speech and classifies each one.")
+        gr.Markdown("Splits the recording into stretches of speech and classifies each one. "
+                    "Click a row of the table to see that stretch in detail.")
         out = {"run": gr.Button("Show emotion over time", elem_id="timeline-run")}
         out["summary"] = gr.Markdown(elem_id="timeline-summary")
         out["plot"] = gr.Plot(label="Emotion over time", format="png", show_label=False, elem_id="timeline-plot", visible=False)
         out["table"] = gr.Dataframe(headers=["start (s)", "end (s)", "emotion", "score", "words"], interactive=False,
                                     wrap=True, elem_id="timeline-table", visible=False)
+        out["segment"] = gr.Markdown(elem_id="timeline-segment")
+        out["segment_gates"] = gr.Plot(label="How much each modality let the other in, in this stretch", format="png",
+                                       show_label=False, elem_id="timeline-segment-gates", visible=False)
         with gr.Row():
             out["csv"] = gr.DownloadButton("Download the timeline (CSV)", visible=False, elem_id="download-csv")
             out["srt"] = gr.DownloadButton("Download subtitles (SRT)", visible=False, elem_id="download-srt")
@@ -158,7 +169,7 @@ def _wire(backend: DemoBackend, state: gr.State, inputs: list, run: gr.Button, o
     """Classify runs everything; toggles and transcript edits re-run the fusion; a new file clears the result."""
     video, audio, transcript, *toggles = inputs
     outputs = [out[k] for k in ("verdict", "scores", "explain", "details", "json", "gates", "contributions")]
-    tl_outputs = [timeline[k] for k in ("summary", "plot", "table", "csv", "srt")]
+    tl_outputs = [timeline[k] for k in ("summary", "plot", "table", "csv", "srt", "segment", "segment_gates")]
 
     def analyze(video_path, audio_path, text, use_video, use_audio, use_text, st, *, rerun=False):
         if rerun and not st["ready"]:
@@ -191,7 +202,7 @@ def _wire(backend: DemoBackend, state: gr.State, inputs: list, run: gr.Button, o
         return analyze(*args, rerun=True)
 
     def new_file(video_path, audio_path, text, st):
-        st["ready"] = False
+        st["ready"], st["timeline"] = False, None
         file = video_path or audio_path
         if st["auto_text"] and text == st["auto_text"]:  # Whisper's words belong to the old clip
             st["auto_text"], text, box = None, "", ""
@@ -208,29 +219,68 @@ def _wire(backend: DemoBackend, state: gr.State, inputs: list, run: gr.Button, o
           [*outputs, transcript, state], api_visibility="private", trigger_mode="always_last")
     gr.on([video.change, audio.change], new_file, [video, audio, transcript, state],
           [*outputs, transcript, state, *tl_outputs], api_visibility="private", queue=False)
-    timeline["run"].click(lambda v, a, *flags: _show_timeline(backend, v or a, flags), [video, audio, *toggles],
-                          tl_outputs, api_visibility="private")
+    timeline["run"].click(lambda v, a, st, *flags: _show_timeline(backend, v or a, flags, st),
+                          [video, audio, state, *toggles], [*tl_outputs, state], api_visibility="private")
+
+    def select(st, evt: gr.SelectData):
+        return _show_segment(backend, st, evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
+
+    timeline["table"].select(select, state, [timeline["segment"], timeline["segment_gates"]], api_visibility="private")
 
 
 def _timeline_cleared() -> tuple:
     return ("", gr.Plot(value=None, visible=False), gr.Dataframe(value=None, visible=False),
-            gr.DownloadButton(value=None, visible=False), gr.DownloadButton(value=None, visible=False))
+            gr.DownloadButton(value=None, visible=False), gr.DownloadButton(value=None, visible=False),
+            *_segment_cleared())
 
 
-def _show_timeline(backend: DemoBackend, file: str | None, flags: tuple) -> tuple:
+def _segment_cleared(text: str = "") -> tuple:
+    return text, gr.Plot(value=None, visible=False)
+
+
+def _show_timeline(backend: DemoBackend, file: str | None, flags: tuple, st: dict) -> tuple:
+    st["timeline"] = None
     try:
         with logged_errors(file):
-            timeline = backend.timeline(file, backend.selected(*flags) if flags else None)
+            modalities = backend.selected(*flags) if flags else None
+            timeline = backend.timeline(file, modalities)
     except (InputError, RuntimeError) as err:
-        return (views.error_markdown(str(err)), *_timeline_cleared()[1:])
+        return (views.error_markdown(str(err)), *_timeline_cleared()[1:], st)
     stem = Path(file).stem
     rows = segment_rows(timeline, file=Path(file).name)
     csv_path = backend.downloads.write(f"{stem}.timeline.csv", to_csv(rows))
     srt_path = backend.downloads.write(f"{stem}.srt", to_srt(timeline))
     has = bool(timeline.segments)
+    if has:
+        st["timeline"] = {"file": file, "modalities": modalities, "timeline": timeline}  # no audio: see the docstring
     return (views.timeline_markdown(timeline), gr.Plot(value=plot_timeline(timeline), visible=True),
             gr.Dataframe(value=views.timeline_rows(timeline), visible=has),
-            gr.DownloadButton(value=csv_path, visible=has), gr.DownloadButton(value=srt_path, visible=has))
+            gr.DownloadButton(value=csv_path, visible=has), gr.DownloadButton(value=srt_path, visible=has),
+            *_segment_cleared(), st)
+
+
+def _show_segment(backend: DemoBackend, st: dict, index: int) -> tuple:
+    """The details of table row ``index``: the stretch's scores, voice vs words, words, and its gates."""
+    held = st.get("timeline")
+    if held is None:
+        return _segment_cleared("Press **Show emotion over time** first.")
+    timeline, file = held["timeline"], held["file"]
+    if not 0 <= index < len(timeline.segments):
+        return _segment_cleared()
+    segment = timeline.segments[index]
+    text = views.segment_markdown(segment, index, timeline.labels)
+    if len(segment.modalities_used) < 2:  # gates sit between two modalities: nothing to re-run
+        return _segment_cleared(f"{text}\n\n{views.NO_GATES_TEXT}")
+    try:
+        with logged_errors(file):
+            pred = backend.segment(file, timeline, index, held["modalities"])
+    except (InputError, RuntimeError) as err:
+        return _segment_cleared(f"{text}\n\n*The gates could not be drawn:* {views.markdown_text(str(err))}")
+    if not pred.gates:
+        return _segment_cleared(text)
+    return (f"{text}\n\n*About the plot below:* {GATE_SENTENCE} Its time axis also shows up to "
+            f"{CONTEXT_SECONDS:g} s on each side of the stretch: the model hears that much around it.",
+            gr.Plot(value=plot_gate_summary(pred.gates, pred.gate_axes), visible=True))
 
 
 def _api(backend: DemoBackend) -> None:
@@ -258,7 +308,8 @@ def _api(backend: DemoBackend) -> None:
             modalities: As for classify; empty = all the model knows.
 
         Returns:
-            segments (start, end, label, scores, transcript) and a summary (label, scores, shares of time).
+            segments (start, end, label, scores, transcript, per_modality, agreement) and a summary
+            (label, scores, shares of time).
         """
         return _or_error(backend.timeline_json, file, modalities)
 

@@ -19,6 +19,7 @@ EXAMPLE_TRANSCRIPT = "Don't forget a jacket"
 VOICES = {"video": "the face", "audio": "the voice", "text": "the words"}
 _SAY = {"video": "says", "audio": "says", "text": "say"}
 """How the verdict names each modality's own answer."""
+NO_GATES_TEXT = "*No gate plot:* gates sit between speech and words, and this stretch was read from one of them only."
 CREMA_D_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
@@ -55,15 +56,8 @@ def verdict_markdown(pred: Any, file: str | None, config: Any) -> str:
     lines = [f"## {pred.label} ({top:.0%})"]
     if file:
         lines.append(f"File: `{Path(file).name.replace('`', '')}`")
-    if len(pred.per_modality) > 1:
-        says = "; ".join(f"{VOICES[m]} {_SAY[m]} **{v['label']}** ({v['score']:.0%})" for m, v in pred.per_modality.items())
-        says = says[0].upper() + says[1:]
-        if pred.agreement:
-            lines.append(f"{says}: **they agree**.")
-        else:
-            lines.append(f"{says}: **they disagree**. The answer above weighs both.")
-    elif pred.modalities_used:
-        lines.append(f"From {VOICES[pred.modalities_used[0]]} alone.")
+    if says := modalities_sentence(pred.per_modality, pred.agreement, pred.modalities_used):
+        lines.append(says)
     if top < LOW_CONFIDENCE:
         lines.append(f"\u26a0\ufe0f **Low confidence**: the top score is under {LOW_CONFIDENCE:.0%}; "
                      "the model is unsure, read this as a guess.")
@@ -73,6 +67,16 @@ def verdict_markdown(pred: Any, file: str | None, config: Any) -> str:
     lines.append(f"<small>This model knows only {', '.join(config.labels)}: other emotions (fear, disgust, "
                  f"surprise\u2026) come out as the nearest of these.</small>")
     return "\n\n".join(lines)
+
+
+def modalities_sentence(per_modality: dict[str, dict[str, Any]], agreement: bool | None,
+                        used: Sequence[str]) -> str:
+    """What each modality says on its own and whether they agree ("" when nothing was used)."""
+    if len(per_modality) > 1:
+        says = "; ".join(f"{VOICES[m]} {_SAY[m]} **{v['label']}** ({v['score']:.0%})" for m, v in per_modality.items())
+        says = says[0].upper() + says[1:]
+        return f"{says}: **they agree**." if agreement else f"{says}: **they disagree**. The answer above weighs both."
+    return f"From {VOICES[used[0]]} alone." if used else ""
 
 
 def error_markdown(message: str) -> str:
@@ -155,6 +159,25 @@ def timeline_rows(timeline: Any) -> list[list[str]]:
     """One row per segment: start, end, label, score, words."""
     return [[f"{s.start:.2f}", f"{s.end:.2f}", s.label, f"{s.scores[s.label]:.0%}", s.transcript or ""]
             for s in timeline.segments]
+
+
+def segment_markdown(segment: Any, index: int, labels: Sequence[str]) -> str:
+    """One stretch of the timeline in detail: time span, answer, every score, voice vs words, its words."""
+    score = segment.scores[segment.label]
+    lines = [f"### Stretch {index + 1}: {segment.start:.2f}\u2013{segment.end:.2f} s: {segment.label} ({score:.0%})",
+             "Scores: " + ", ".join(f"{label} {segment.scores[label]:.0%}"
+                                    for label in sorted(labels, key=lambda x: -segment.scores[x]))]
+    if score < LOW_CONFIDENCE:
+        lines.append(f"\u26a0\ufe0f **Low confidence** (under {LOW_CONFIDENCE:.0%}): read this label as a guess.")
+    if says := modalities_sentence(segment.per_modality, segment.agreement, segment.modalities_used):
+        lines.append(says)
+    if segment.transcript is not None:
+        source = segment.transcript_source.replace("whisper:", "written by Whisper ")
+        lines.append(f"**Words** ({'typed' if source == 'given' else source}): "
+                     f"\u201c{markdown_text(segment.transcript)}\u201d")
+    else:
+        lines.append("**Words not used**: no transcript for this stretch.")
+    return "\n\n".join(lines)
 
 
 def timeline_markdown(timeline: Any) -> str:

@@ -17,6 +17,7 @@ A recording with no speech gives an empty timeline whose ``message`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -64,6 +65,9 @@ class Segment:
         transcript: The words of this stretch (``None`` when the model had no text).
         transcript_source: ``"given"``, ``"whisper:<model>"`` or ``"missing"``.
         modalities_used: Modalities that reached the model for this stretch.
+        per_modality: Modality -> ``{"label", "score"}``: what each one says on its own
+            (``Prediction.per_modality``).
+        agreement: Whether those answers agree (``None`` with one modality).
     """
 
     start: float
@@ -73,6 +77,8 @@ class Segment:
     transcript: str | None = None
     transcript_source: str = "missing"
     modalities_used: list[str] = field(default_factory=list)
+    per_modality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agreement: bool | None = None
 
     @property
     def duration(self) -> float:
@@ -306,7 +312,8 @@ def _classify(recognizer: Any, batch: list[tuple[Region, np.ndarray]], modalitie
         segments.append(Segment(start=float(start), end=float(end), label=pred.label,
                                 scores={label: float(scores[label]) for label in recognizer.labels},
                                 transcript=pred.transcript, transcript_source=source,
-                                modalities_used=list(pred.modalities_used)))
+                                modalities_used=list(pred.modalities_used), per_modality=dict(pred.per_modality),
+                                agreement=pred.agreement))
     return segments
 
 
@@ -354,6 +361,19 @@ def _regions(rec: _Recording, recognizer: Any, method: str, spans: Sequence | No
     return _whisper_regions(rec, transcriber, config.max_audio_seconds)
 
 
+@contextlib.contextmanager
+def _opened(recognizer: Any, source: Any) -> Iterator[_Recording]:
+    """``source`` as a ``_Recording``; a file is transcoded by the recognizer's (sandboxed) decoder when it has one."""
+    config, decoder = recognizer.config, getattr(recognizer, "decoder", None)
+    if isinstance(source, (str, Path)) and hasattr(decoder, "transcode"):
+        with tempfile.TemporaryDirectory(prefix="gia-mic-timeline-") as folder:  # the file is parsed in the sandbox
+            pcm = Path(folder) / "audio.f32"
+            samples = decoder.transcode(source, pcm, sample_rate=config.sample_rate)
+            yield _Recording(PcmFile(pcm, samples, str(source)), config.sample_rate, config.min_audio_seconds)
+    else:
+        yield _Recording(source, config.sample_rate, config.min_audio_seconds)
+
+
 def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalities: object = None,
                    spans: Sequence[tuple] | None = None, batch_size: int = 8, vad: VadOptions | None = None,
                    window_seconds: float | None = None, context_seconds: float = CONTEXT_SECONDS,
@@ -385,16 +405,15 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     recognizer.check_modalities(modalities)
-    decoder = getattr(recognizer, "decoder", None)
-    if isinstance(source, (str, Path)) and hasattr(decoder, "transcode"):
-        with tempfile.TemporaryDirectory(prefix="gia-mic-timeline-") as folder:  # the file is parsed in the sandbox
-            pcm = Path(folder) / "audio.f32"
-            samples = decoder.transcode(source, pcm, sample_rate=recognizer.config.sample_rate)
-            return build_timeline(recognizer, PcmFile(pcm, samples, str(source)), method=method, modalities=modalities,
-                                  spans=spans, batch_size=batch_size, vad=vad, window_seconds=window_seconds,
-                                  context_seconds=context_seconds, progress=progress)
+    with _opened(recognizer, source) as rec:
+        return _build(recognizer, rec, method=method, modalities=modalities, spans=spans, batch_size=batch_size,
+                      vad=vad, window_seconds=window_seconds, context_seconds=context_seconds, progress=progress)
+
+
+def _build(recognizer: Any, rec: _Recording, *, method: str, modalities: object, spans: Sequence[tuple] | None,
+           batch_size: int, vad: VadOptions | None, window_seconds: float | None, context_seconds: float,
+           progress: Progress | None) -> Timeline:
     config, timings = recognizer.config, {}
-    rec = _Recording(source, config.sample_rate, config.min_audio_seconds)
     start = time.perf_counter()
     regions = _regions(rec, recognizer, method, spans, vad or VadOptions(), window_seconds)
     duration = rec.samples / rec.rate if rec.samples else float(rec.declared or 0.0)
@@ -414,3 +433,38 @@ def build_timeline(recognizer: Any, source: Any, *, method: str = "vad", modalit
     return Timeline(source=rec.name, duration=duration, method="spans" if spans is not None else method,
                     labels=list(recognizer.labels), segments=segments, summary=summarize(segments, recognizer.labels),
                     message=message, timings_s=timings)
+
+
+def explain_segment(recognizer: Any, source: Any, timeline: Timeline, index: int, *, modalities: object = None,
+                    context_seconds: float = CONTEXT_SECONDS) -> Any:
+    """The full ``Prediction`` (gates and contributions included) of one segment of ``timeline``.
+
+    The segment's audio is cut again from ``source`` (the recording the timeline was built
+    from) with the context ``build_timeline`` gave it, and classified with its transcript, so
+    nothing but the timeline needs keeping between the two calls. Gate times
+    (``gate_axes["audio"]``) are seconds of the recording, not of the cut.
+
+    Args:
+        recognizer: The ``EmotionRecognizer`` that built ``timeline``.
+        source: The same file or waveform given to ``build_timeline``.
+        timeline: Its result.
+        index: Which segment (0-based).
+        modalities: As given to ``build_timeline``.
+        context_seconds: As given to ``build_timeline``.
+
+    Raises:
+        InputError: ``index`` is not a segment of the timeline.
+    """
+    if not 0 <= index < len(timeline.segments):
+        raise InputError(f"segment {index} does not exist: the timeline has {len(timeline.segments)}")
+    regions = [(s.start, s.end, s.transcript) for s in timeline.segments]
+    low, high = context_windows(regions, context_seconds, recognizer.config.max_audio_seconds)[index]
+    segment = timeline.segments[index]
+    with _opened(recognizer, source) as rec:
+        wave = next(cut_regions(rec.chunks(), [(low, high)], rec.rate))  # (samples,) of one window only
+    text = segment.transcript if "text" in segment.modalities_used else None
+    clip = recognizer.prepare(audio=(wave, rec.rate), text=text, modalities=modalities)
+    pred = recognizer.classify(clip, modalities=modalities)
+    if "audio" in pred.gate_axes:
+        pred.gate_axes["audio"] = [t + low for t in pred.gate_axes["audio"]]
+    return pred

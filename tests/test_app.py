@@ -283,6 +283,44 @@ def test_empty_transcript_box_is_filled_by_whisper_and_kept_cached(recognizer, c
     assert len(counting.calls) == 1
 
 
+def test_selecting_a_timeline_row_shows_that_stretch_and_a_new_file_clears_it(recognizer, tmp_path):
+    import soundfile as sf
+
+    from gia_mic.pipeline import EmotionRecognizer
+    from tests.clips import speech_like
+
+    load_app()
+    from gia_app import ui
+
+    rate = recognizer.config.sample_rate
+    wave = np.zeros(int(9 * rate), np.float32)  # (samples,): speech at 1-2.5 s and 4-6 s
+    for start, seconds, f0 in ((1.0, 1.5, 110.0), (4.0, 2.0, 170.0)):
+        piece = speech_like(seconds, rate=rate, f0=f0)
+        wave[int(start * rate) : int(start * rate) + len(piece)] = piece
+    path = tmp_path / "talk.wav"
+    sf.write(path, wave, rate)
+    backend = load_app().DemoBackend(EmotionRecognizer(recognizer.model, transcriber=FakeWhisper(), device="cpu"))
+    st = {"clips": {}, "auto_text": None, "ready": False, "timeline": None}
+    assert "first" in ui._show_segment(backend, st, 0)[0]
+    out = ui._show_timeline(backend, str(path), (True, True, True), st)
+    timeline = st["timeline"]["timeline"]
+    assert out[-1] is st and len(timeline.segments) == 2 and out[5] == ""  # no stretch selected yet
+    for index, seg in enumerate(timeline.segments):
+        text, plot = ui._show_segment(backend, st, index)
+        assert text.startswith(f"### Stretch {index + 1}: {seg.start:.2f}\u2013{seg.end:.2f} s: {seg.label} (")
+        assert seg.label in recognizer.labels
+        assert all(f"{label} " in text.split("Scores: ")[1].split("\n")[0] for label in recognizer.labels)
+        assert "The voice says **" in text and "the words say **" in text and ("they agree" in text or "they disagree" in text)
+        assert "**Words** (written by Whisper fake): \u201chello there\u201d" in text
+        assert plot.visible and plot.value is not None and "gate is the model" in text
+    assert ui._show_segment(backend, st, 5)[0] == ""
+    cleared = ui._timeline_cleared()
+    assert cleared[5] == "" and cleared[6].visible is False
+    st["timeline"]["file"] = str(tmp_path / "gone.wav")  # Gradio removed the upload: the words stay, the plot says why
+    text, plot = ui._show_segment(backend, st, 0)
+    assert "Stretch 1" in text and "could not be drawn" in text and "gone\\.wav" in text and not plot.visible
+
+
 # ---------------------------------------------------------------------------------------------- gate plots
 def test_plot_gates_six_panels_shared_scale_real_axes(recognizer, clips):
     from matplotlib.figure import Figure

@@ -95,3 +95,20 @@ def test_downloads_are_bounded_and_written_whole():
         assert len(list(store.root.iterdir())) == 2 and not list(store.root.rglob("*.tmp"))
     finally:
         shutil.rmtree(store.root)
+
+
+def test_segment_details_say_span_scores_voice_and_words():
+    from gia_mic.timeline import Segment
+
+    scores = {"neutral": 0.1, "happy": 0.2, "angry": 0.55, "sad": 0.15}
+    seg = Segment(12.0, 15.456, "angry", scores, "no *way*", "given", ["audio", "text"],
+                  per_modality={"audio": {"label": "angry", "score": 0.8}, "text": {"label": "sad", "score": 0.4}},
+                  agreement=False)
+    text = views.segment_markdown(seg, 2, CONFIG.labels)
+    assert text.startswith("### Stretch 3: 12.00\u201315.46 s: angry (55%)")
+    assert "Scores: angry 55%, happy 20%, sad 15%, neutral 10%" in text and "Low confidence" in text
+    assert "The voice says **angry** (80%); the words say **sad** (40%): **they disagree**" in text
+    assert "**Words** (typed): \u201cno \\*way\\*\u201d" in text
+    alone = Segment(0, 1, "sad", {**scores, "sad": 0.9}, None, "missing", ["audio"], {"audio": {"label": "sad", "score": 0.9}})
+    text = views.segment_markdown(alone, 0, CONFIG.labels)
+    assert "From the voice alone." in text and "Words not used" in text and "Low confidence" not in text

@@ -168,3 +168,55 @@ def test_timeline_view_and_its_downloads(page):
     srt = Path(info.value.path()).read_text()
     assert srt.startswith("1\n00:00:0") and " --> " in srt
     shot(page, "app-desktop-timeline.png")
+
+
+def long_recording(path: Path) -> Path:
+    """Four real example clips (CREMA-D 1001) one after another, 1.5 s of silence around each, as a WAV."""
+    import numpy as np
+    import soundfile as sf
+
+    from gia_mic.media import decode_clip
+
+    gap = np.zeros(24000, np.float32)  # (samples,) 1.5 s at 16 kHz
+    parts = [gap]
+    for emotion in ("ANG", "HAP", "SAD", "NEU"):
+        parts += [decode_clip(REPO_ROOT / "examples" / f"1001_DFA_{emotion}_XX.mp4", num_frames=1).audio, gap]
+    sf.write(path, np.concatenate(parts), 16000)
+    return path
+
+
+def open_timeline_and_select(page, path: Path, row: int) -> tuple[list[str], str]:
+    page.locator("#audio-in input[type=file]").set_input_files(str(path))
+    page.get_by_text("New clip").wait_for(timeout=30_000)
+    page.locator("#timeline-section").get_by_text("Emotion over time").first.click()
+    page.locator("#timeline-run").click()
+    page.locator("#timeline-plot img").wait_for(timeout=90_000)
+    rows = page.locator("#timeline-table [role=row]:has([role=gridcell])")  # Gradio 6: a virtual grid, not <tr>
+    rows.nth(2).wait_for(timeout=10_000)
+    assert rows.count() >= 3, page.locator("#timeline-table").inner_text()
+    cells = [c.strip() for c in rows.nth(row).locator("[role=gridcell]").all_inner_texts()]
+    rows.nth(row).locator("[role=gridcell]").nth(2).click()
+    page.locator("#timeline-segment h3").wait_for(timeout=60_000)
+    return cells, page.locator("#timeline-segment").inner_text()
+
+
+@pytest.mark.parametrize("page", [(1280, 1000), (390, 844)], indirect=True)
+def test_clicking_a_timeline_row_shows_that_stretch(page, tmp_path):
+    start, end, label, score, _words = open_timeline_and_select(page, long_recording(tmp_path / "talk.wav"), 1)[0]
+    details = page.locator("#timeline-segment").inner_text()
+    assert details.startswith(f"Stretch 2: {start}\u2013{end} s: {label} ({score})"), (details, start, end, label)
+    assert label in ("neutral", "happy", "angry", "sad")  # the lite model's classes, whichever it answers
+    assert all(f"{name} " in details.split("Scores:")[1] for name in ("neutral", "happy", "angry", "sad")), details
+    # ASR is off on this server: speech only, so no gates (test_app draws them with words)
+    assert "From the voice alone." in details and "Words not used" in details and "No gate plot" in details
+    assert not page.locator("#timeline-segment-gates").is_visible()
+    phone = page.viewport_size["width"] < 500
+    page.locator("#timeline-segment").scroll_into_view_if_needed()
+    shot(page, f"app-{'phone' if phone else 'desktop'}-timeline-segment.png", full_page=False)
+    if phone:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    upload(page, ANGRY)  # a new file: the stretch's details go with the old timeline
+    page.locator("#verdict").get_by_text("1001_DFA_ANG_XX.mp4").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    assert page.locator("#timeline-segment").inner_text().strip() == ""
+    assert not page.locator("#timeline-segment-gates").is_visible() and not page.locator("#timeline-table").is_visible()

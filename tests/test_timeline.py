@@ -235,6 +235,24 @@ def test_segment_scores_equal_classifying_the_cut_audio(recognizer):
             assert seg.scores[alone.label] == pytest.approx(alone.scores[0]["score"], abs=1e-4)
 
 
+def test_explain_segment_repeats_the_segment_with_gates_on_the_recording_clock(recognizer, tmp_path):
+    path = tmp_path / "talk.wav"
+    sf.write(path, utterances(), RATE, subtype="FLOAT")
+    tl = recognizer.timeline(path, spans=[(a, b, "I am so happy today") for a, b in LAYOUT])
+    assert all(set(s.per_modality) == {"audio", "text"} for s in tl.segments)
+    for index, seg in enumerate(tl.segments):
+        pred = timeline_module.explain_segment(recognizer, path, tl, index)
+        assert pred.label == seg.label and pred.scores[0]["score"] == pytest.approx(seg.scores[seg.label], abs=1e-4)
+        assert {m: v["label"] for m, v in pred.per_modality.items()} == {m: v["label"] for m, v in seg.per_modality.items()}
+        assert pred.agreement == seg.agreement
+        assert seg.agreement == (len({v["label"] for v in seg.per_modality.values()}) == 1)
+        assert set(pred.gates) == {"audio<-text", "text<-audio"}
+        times = pred.gate_axes["audio"]
+        assert seg.start - 1.0 - 0.05 <= times[0] and times[-1] <= seg.end + 1.0 + 0.05, (times[0], times[-1], seg)
+    with pytest.raises(InputError, match="segment 9 does not exist"):
+        timeline_module.explain_segment(recognizer, path, tl, 9)
+
+
 def test_file_and_waveform_give_the_same_timeline(recognizer, tmp_path):
     wave = utterances()
     path = tmp_path / "talk.wav"
