@@ -150,8 +150,11 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
     # ------------------------------------------------------------------ encoders
     def encode(self, *, pixel_values: torch.Tensor | None = None, audio_values: torch.Tensor | None = None,
                audio_attention_mask: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
-               text_attention_mask: torch.Tensor | None = None) -> dict[str, EncoderOutput]:
+               text_attention_mask: torch.Tensor | None = None,
+               modality_mask: torch.Tensor | None = None) -> dict[str, EncoderOutput]:
         """Runs the pretrained encoders on whichever inputs are given (a misspelt name is a ``TypeError``).
+
+        ``modality_mask`` (part of the processor's output) is accepted and not used here: ``fuse`` applies it.
 
         Returns:
             Raw encoder outputs per modality present in the inputs (before projection).
