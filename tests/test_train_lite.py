@@ -233,7 +233,7 @@ def test_lite_card_without_ablation_run_or_examples(lite_run):
 
     config, root = lite_run
     text = render_card(config, root / "run", None, {**measured_values(), "ablations": None, "examples": []})
-    assert "a ?-epoch budget" in text and "**Out of domain**" not in text and "## Ablations" not in text
+    assert "**Ablations**: not rerun" in text and "**Out of domain**" not in text and "## Ablations" not in text
 
 
 def test_card_only_refuses_an_evaluation_json_without_splits(lite_run, capsys):
