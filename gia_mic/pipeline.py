@@ -329,15 +329,18 @@ class EmotionRecognizer:
                              "the checkpoint's weights may be corrupt")
         preds = [self._prediction(c, out, i, probs[i], use, wanted, {**c.timings_ms, "fusion": fusion_ms})
                  for i, (c, use) in enumerate(zip(clips, uses))]
-        self._per_modality(clips, uses, preds)
+        alone = self._per_modality(clips, uses, preds)
         if explain:
             start = time.perf_counter()
-            for clip, use, pred in zip(clips, uses, preds):
+            for i, (clip, use, pred) in enumerate(zip(clips, uses, preds)):
                 if len(use) > 1:
                     top = self.labels.index(pred.label)
                     rest = [[x for x in use if x != m] for m in use]
-                    left_out = self.model.probabilities(self._fuse([clip] * len(use), rest).logits)[:, top].cpu()
-                    pred.contributions = {m: float(pred.scores[0]["score"] - p) for m, p in zip(use, left_out.tolist())}
+                    if len(use) == 2:  # leaving one out is the other alone: already run by _per_modality
+                        left_out = [float(alone[(i, r[0])][top]) for r in rest]
+                    else:
+                        left_out = self.model.probabilities(self._fuse([clip] * len(use), rest).logits)[:, top].tolist()
+                    pred.contributions = {m: float(pred.scores[0]["score"] - p) for m, p in zip(use, left_out)}
             for pred in preds:
                 pred.timings_ms["explain"] = (time.perf_counter() - start) * 1000.0 / len(preds)
         for pred in preds:
@@ -345,20 +348,27 @@ class EmotionRecognizer:
         return preds
 
     def _per_modality(self, clips: Sequence[PreparedClip], uses: Sequence[Sequence[str]],
-                      preds: Sequence[Prediction]) -> None:
-        """Fills ``per_modality`` and ``agreement``: one batched fusion over every (clip, single modality)."""
+                      preds: Sequence[Prediction]) -> dict[tuple[int, str], np.ndarray]:
+        """Fills ``per_modality`` and ``agreement``: one batched fusion over every (clip, single modality).
+
+        Returns:
+            ``(clip index, modality) -> (C,)`` probabilities of that modality alone (clips with several).
+        """
         pairs = [(i, m) for i, use in enumerate(uses) if len(use) > 1 for m in use]
+        alone: dict[tuple[int, str], np.ndarray] = {}
         if pairs:
-            alone = self._fuse([clips[i] for i, _ in pairs], [[m] for _, m in pairs])
-            probs = self.model.probabilities(alone.logits).cpu().numpy()  # (P, C)
+            out = self._fuse([clips[i] for i, _ in pairs], [[m] for _, m in pairs])
+            probs = self.model.probabilities(out.logits).cpu().numpy()  # (P, C)
             for (i, m), p in zip(pairs, probs):
                 top = int(np.argmax(p))
                 preds[i].per_modality[m] = {"label": self.labels[top], "score": float(p[top])}
+                alone[(i, m)] = p
         for pred, use in zip(preds, uses):
             if len(use) == 1:
                 pred.per_modality = {use[0]: {"label": pred.label, "score": pred.scores[0]["score"]}}
             labels = {v["label"] for v in pred.per_modality.values()}
             pred.agreement = len(labels) == 1 if len(use) > 1 else None
+        return alone
 
     def _prediction(self, clip: PreparedClip, out: Any, index: int, probs: np.ndarray, use: Sequence[str],
                     wanted: Sequence[str], timings: dict[str, float]) -> Prediction:
