@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,13 +303,21 @@ class GiaMicForEmotionRecognition(nn.Module, ModelHubMixin, library_name="gia-mi
         return self.fuse(encoded, modality_mask=modality_mask, modalities=modalities, labels=labels,
                          sample_weights=sample_weights)
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated class probabilities ``softmax(logits / config.temperature)``: the one decoding path.
+    def probabilities(self, logits: torch.Tensor, modalities: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
+        """Calibrated class probabilities ``softmax(logits / T)``: the one decoding path.
 
         Args:
-            logits: ``(..., C)`` as returned in ``GiaMicOutput.logits``.
+            logits: ``(B, C)`` as returned in ``GiaMicOutput.logits``.
+            modalities: The modalities each row used (``B`` lists): each row gets its set's
+                temperature (``config.temperature_for``); ``None``: ``config.temperature`` for all.
         """
-        return (logits.float() / self.config.temperature).softmax(dim=-1)
+        if modalities is None:
+            return (logits.float() / self.config.temperature).softmax(dim=-1)
+        if len(modalities) != logits.shape[0]:
+            raise ValueError(f"modalities: one list per row expected ({logits.shape[0]}), got {len(modalities)}")
+        temperatures = torch.tensor([self.config.temperature_for(m) for m in modalities],
+                                    dtype=torch.float32, device=logits.device)
+        return (logits.float() / temperatures[:, None]).softmax(dim=-1)
 
     # ------------------------------------------------------------------ checkpoints (the Hub contract)
     processor = None  # the GiaMicProcessor saved beside the weights

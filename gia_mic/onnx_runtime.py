@@ -206,11 +206,12 @@ class OnnxEmotionRecognizer:
 
     def _prediction(self, index: int, outputs: list[np.ndarray], tokens: dict[str, list[np.ndarray | None]],
                     wanted: Sequence[str], timings: dict[str, float]) -> OnnxPrediction:
-        logits = outputs[0][index].astype(np.float64) / self.config.temperature  # as GiaMicForEmotionRecognition.probabilities
+        used = [m for m in wanted if tokens.get(m) is not None and tokens[m][index] is not None]
+        # as GiaMicForEmotionRecognition.probabilities: the temperature of the modality set used
+        logits = outputs[0][index].astype(np.float64) / self.config.temperature_for(used)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         order = np.argsort(-probs)
-        used = [m for m in wanted if tokens.get(m) is not None and tokens[m][index] is not None]
         missing = {m: "not available" for m in wanted if m not in used}
         missing.update({m: "not requested" for m in self.config.modalities if m not in wanted})
         fusion, gates = self.manifest["graphs"]["fusion"], {}

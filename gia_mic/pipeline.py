@@ -323,7 +323,7 @@ class EmotionRecognizer:
         start = time.perf_counter()
         out = self._fuse(clips, uses)
         fusion_ms = (time.perf_counter() - start) * 1000.0 / len(clips)
-        probs = self.model.probabilities(out.logits).cpu().numpy()  # (B, C)
+        probs = self.model.probabilities(out.logits, uses).cpu().numpy()  # (B, C)
         if not np.isfinite(probs).all():  # never hand NaN scores to a user (or to JSON)
             raise InputError("the model produced non-finite scores (NaN/Inf) for this input; "
                              "the checkpoint's weights may be corrupt")
@@ -339,7 +339,7 @@ class EmotionRecognizer:
                     if len(use) == 2:  # leaving one out is the other alone: already run by _per_modality
                         left_out = [float(alone[(i, r[0])][top]) for r in rest]
                     else:
-                        left_out = self.model.probabilities(self._fuse([clip] * len(use), rest).logits)[:, top].tolist()
+                        left_out = self.model.probabilities(self._fuse([clip] * len(use), rest).logits, rest)[:, top].tolist()
                     pred.contributions = {m: float(pred.scores[0]["score"] - p) for m, p in zip(use, left_out)}
             for pred in preds:
                 pred.timings_ms["explain"] = (time.perf_counter() - start) * 1000.0 / len(preds)
@@ -358,7 +358,7 @@ class EmotionRecognizer:
         alone: dict[tuple[int, str], np.ndarray] = {}
         if pairs:
             out = self._fuse([clips[i] for i, _ in pairs], [[m] for _, m in pairs])
-            probs = self.model.probabilities(out.logits).cpu().numpy()  # (P, C)
+            probs = self.model.probabilities(out.logits, [[m] for _, m in pairs]).cpu().numpy()  # (P, C)
             for (i, m), p in zip(pairs, probs):
                 top = int(np.argmax(p))
                 preds[i].per_modality[m] = {"label": self.labels[top], "score": float(p[top])}

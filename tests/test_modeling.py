@@ -170,6 +170,38 @@ def test_probabilities_use_the_calibration_temperature(tiny_model):
         tiny_model.config.temperature = 1.0
 
 
+def test_each_row_gets_its_modality_sets_temperature(tiny_model):
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [1.0, 3.0, 0.0, 0.0], [0.5, 0.0, 2.0, 1.0]])
+    config = tiny_model.config
+    config.temperature, config.temperatures = 2.0, {"audio+text": 3.0, "text": 0.5}
+    try:
+        got = tiny_model.probabilities(logits, [["text", "audio"], ["text"], ["video"]])
+        expected = torch.cat([(logits[0:1] / 3.0).softmax(-1), (logits[1:2] / 0.5).softmax(-1),
+                              (logits[2:3] / 2.0).softmax(-1)])  # video alone: not listed, the global T
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(tiny_model.probabilities(logits), (logits / 2.0).softmax(-1))
+        with pytest.raises(ValueError, match="one list per row expected"):
+            tiny_model.probabilities(logits, [["text"]])
+    finally:
+        config.temperature, config.temperatures = 1.0, {}
+
+
+@pytest.mark.parametrize("temperatures,message", [
+    ({"text+audio": 1.5}, "key 'text\\+audio' must be a '\\+'-joined set"),
+    ({"video": 1.5}, "key 'video'"),
+    ({"": 1.5}, "key ''"),
+    ({"text": 0.0}, "temperatures\\['text'\\]: must be a number in \\[0.01, 100\\]"),
+    ({"text": True}, "temperatures\\['text'\\]"),
+    ([1.5], "temperatures: must be an object"),
+])
+def test_bad_per_set_temperatures_are_named(temperatures, message):
+    from gia_mic.configuration import GiaMicConfig
+    from gia_mic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        GiaMicConfig.from_preset("tiny", modalities=["audio", "text"], temperatures=temperatures)
+
+
 @pytest.mark.parametrize("overrides,check", [
     ({"use_msr": False}, lambda m, o: not o.gates and not hasattr(m, "gia")),
     ({"use_mir": False}, lambda m, o: not o.mir and m.classifier[0].in_features == 3 * 32),

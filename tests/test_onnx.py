@@ -78,6 +78,25 @@ def test_tiny_model_same_probabilities_as_torch(tiny_export, tiny_checkpoint, cl
                 np.testing.assert_allclose(gate, b.gates[name], atol=1e-4)
 
 
+def test_per_modality_set_temperatures_match_torch(tiny_export, tiny_checkpoint, clips, tmp_path):
+    import shutil
+
+    temperatures = {"audio+text": 2.5, "text": 0.7, "video+audio+text": 1.3}
+    folders = []
+    for source, name in ((tiny_export, "onnx"), (tiny_checkpoint, "torch")):
+        folder = shutil.copytree(source, tmp_path / name)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "temperature": 1.8, "temperatures": temperatures}))
+        folders.append(folder)
+    onnx = OnnxEmotionRecognizer(folders[0])
+    torch_rec = EmotionRecognizer.from_pretrained(folders[1], asr_model=None, device="cpu")
+    plain = EmotionRecognizer.from_pretrained(tiny_checkpoint, asr_model=None, device="cpu")
+    for text, modalities in ((TEXTS[0], None), (TEXTS[2], ["audio", "text"]), (None, ["video"]), (TEXTS[1], ["text"])):
+        a, b = onnx(video=clips[0], text=text, modalities=modalities), torch_rec(video=clips[0], text=text, modalities=modalities)
+        assert max_diff(a, b) < PROB_TOL, modalities
+        assert max_diff(b, plain(video=clips[0], text=text, modalities=modalities)) > 1e-3  # the temperatures changed them
+
+
 def test_batch_with_missing_modalities_equals_one_by_one(tiny_export, clips):
     onnx = OnnxEmotionRecognizer(tiny_export)
     wave = (np.random.default_rng(0).standard_normal(12000) * 0.1).astype(np.float32)

@@ -257,6 +257,26 @@ def test_per_modality_answers_are_the_model_run_with_each_modality_alone(recogni
 
 
 
+def test_scores_use_the_temperature_of_the_modalities_used(recognizer, clip):
+    """Each answer (fused, each modality alone, leave-one-out) is scaled by its own modality set's T."""
+    prepared = recognizer.prepare(video=clip, text="What a lovely day")
+    plain = {tuple(m): recognizer.classify(prepared, modalities=m) for m in (["audio", "text"], ["audio"], ["text"])}
+    config = recognizer.model.config
+    config.temperatures = {"audio+text": 3.0, "text": 0.5}  # audio alone: the global T (1)
+    try:
+        scaled = {m: recognizer.classify(prepared, modalities=list(m)) for m in plain}
+    finally:
+        config.temperatures = {}
+    for m, t in ((("audio", "text"), 3.0), (("audio",), 1.0), (("text",), 0.5)):
+        p1 = np.array([s["score"] for s in sorted(plain[m].scores, key=lambda s: s["label"])])
+        pt = np.array([s["score"] for s in sorted(scaled[m].scores, key=lambda s: s["label"])])
+        expected = np.exp(np.log(p1) / t) / np.exp(np.log(p1) / t).sum()
+        np.testing.assert_allclose(pt, expected, atol=1e-5)
+    fused = scaled[("audio", "text")]
+    assert fused.per_modality["text"]["score"] == pytest.approx(scaled[("text",)].scores[0]["score"], abs=1e-6)
+    assert fused.per_modality["audio"]["score"] == pytest.approx(scaled[("audio",)].scores[0]["score"], abs=1e-6)
+
+
 def test_array_inputs_report_truncation_truthfully(recognizer):
     """Cut means longer than max_audio_seconds, counted in samples per channel (not samples in total)."""
     limit = recognizer.config.max_audio_seconds

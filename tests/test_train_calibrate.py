@@ -15,6 +15,7 @@ from train.calibrate import (
     calibration_summary,
     checkpoint_logits,
     fit_temperature,
+    fit_temperatures,
     softmax,
     store_temperature,
 )
@@ -56,6 +57,34 @@ def test_summary_names_its_split_and_improves_nll():
     assert summary["by_set"]["synthetic-4"]["after"] == summary["after"]
 
 
+def test_each_modality_set_gets_its_own_temperature():
+    """Speech rows over-confident (T = 3), text rows already calibrated (T = 1): one T per set recovers both,
+    the global T lies between, and each set's ECE after its own T is below its ECE after the global one."""
+    speech = [SelectionSet(f"speech-{i}", d.logits, d.labels, "audio+text")
+              for i, d in enumerate((overconfident(8_000, 3.0, seed=5), overconfident(8_000, 3.0, seed=6)))]
+    text = SelectionSet("text", *(lambda d: (d.logits, d.labels))(overconfident(8_000, 1.0, seed=7)), "text")
+    unknown = SelectionSet("untagged", speech[0].logits, speech[0].labels)  # no modality set: global T only
+    temperature, per_set = fit_temperatures([*speech, text, unknown])
+    assert sorted(per_set) == ["audio+text", "text"]
+    assert per_set["audio+text"] == pytest.approx(3.0, rel=0.06) and per_set["text"] == pytest.approx(1.0, rel=0.06)
+    assert 1.0 < temperature < 3.0
+    summary = calibration_summary([*speech, text, unknown], temperature, per_set)
+    assert summary["temperatures"] == per_set and summary["by_set"]["text"]["temperature"] == per_set["text"]
+    assert summary["by_set"]["untagged"]["temperature"] == temperature
+    single = calibration_summary([*speech, text], temperature)
+    assert summary["by_set"]["text"]["after"]["ece"] < single["by_set"]["text"]["after"]["ece"]
+    assert summary["by_set"]["speech-0"]["after"]["ece"] < single["by_set"]["speech-0"]["after"]["ece"]
+
+
+def test_a_modality_set_that_cannot_place_a_temperature_uses_the_global_one():
+    data = overconfident(4_000, 2.0, seed=8)
+    perfect = SelectionSet("perfect", np.array([[5.0, 0.0], [0.0, 5.0]] * 2), np.array([0, 1] * 2), "text")
+    padded = SelectionSet("speech", data.logits, data.labels, "audio")
+    wide = SelectionSet("perfect4", np.pad(perfect.logits, ((0, 0), (0, 2))), perfect.labels, "text")
+    temperature, per_set = fit_temperatures([padded, wide])
+    assert "text" not in per_set and per_set["audio"] == pytest.approx(2.0, rel=0.1) and temperature > 0
+
+
 @pytest.mark.parametrize("sets,message", [
     ([], "no selection set"),
     ([SelectionSet("ravdess", np.zeros((0, 4)), np.zeros(0))], "ravdess is empty"),
@@ -76,7 +105,12 @@ def test_store_temperature_keeps_the_other_fields(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"labels": ["a", "b"], "hidden_size": 8}))
     store_temperature(tmp_path, 1.75)
     assert json.loads((tmp_path / "config.json").read_text()) == {"labels": ["a", "b"], "hidden_size": 8,
-                                                                  "temperature": 1.75}
+                                                                  "temperature": 1.75, "temperatures": {}}
+    store_temperature(tmp_path, 1.5, {"text": 1.1, "audio+text": 2.0})
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["temperature"] == 1.5 and stored["temperatures"] == {"audio+text": 2.0, "text": 1.1}
+    with pytest.raises(CalibrationError, match=r"temperature \(text\) must be a finite number > 0"):
+        store_temperature(tmp_path, 1.5, {"text": math.nan})
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(CalibrationError, match="finite number > 0"):
             store_temperature(tmp_path, bad)
@@ -124,5 +158,8 @@ def test_cli_fits_on_selection_and_writes_only_when_asked(tiny_checkpoint, tmp_p
     assert main(["--model", str(model), "--selection", f"{tmp_path / 'missing.csv'}:text"]) == 2
     assert "missing.csv" in capsys.readouterr().err
     assert main(["--model", str(model), "--selection", f"{tmp_path / 'sel.csv'}:text", "--write"]) == 0
-    stored = json.loads((model / "config.json").read_text())["temperature"]
-    assert f"temperature {stored:.4f}" in capsys.readouterr().out
+    stored = json.loads((model / "config.json").read_text())
+    out = capsys.readouterr().out
+    assert f"temperature {stored['temperature']:.4f}" in out and f"text: temperature {stored['temperatures']['text']:.4f}" in out
+    data = checkpoint_logits(model, tmp_path / "sel.csv", "text")  # the stored text T is undone: logits unchanged
+    assert data.modalities == "text"

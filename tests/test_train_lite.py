@@ -109,7 +109,8 @@ def measured_values():
                 {"clip": "c_SAD.mp4", "true": "sad", "speech": "sad", "speech_text": "neutral"}]
     checks = conflict_checks(rows, examples, ["neutral", "happy", "angry", "sad"],
                              fake_result(0.7604, 0.1, 0.9), previous_meld_ua=0.5628)
-    calibration = {"split": "selection", "temperature": 1.734, "n": 1200, "before": {"ece": 0.141, "nll": 0.93},
+    calibration = {"split": "selection", "temperature": 1.734, "temperatures": {"audio+text": 1.9, "text": 1.1},
+                   "n": 1200, "before": {"ece": 0.141, "nll": 0.93},
                    "after": {"ece": 0.032, "nll": 0.81}, "by_set": {"ravdess (audio,text)": {}, "meld (text)": {}}}
     return {"format": FORMAT, "temperature": 1.734, "calibration": calibration, "evaluations": rows,
             "targets": targets(rows), "checks": checks, "latency": {"threads": 2, "no_asr_ms": 66.4, "with_asr_ms": 512.6},
@@ -191,7 +192,8 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
                                                  "Calibration", "Ablations", "Latency", "Out of domain"]
     assert all(n.startswith("- **") for n in notes)  # one Markdown line per bullet, however the template wraps it
     assert "**Size**: 46.2 MB on disk" in text
-    assert "T = 1.734, fitted by minimising the NLL on the selection split (1200 rows; each of 2 selection sets" in text
+    assert ("one T per modality set (speech + text 1.900, text 1.100, any other set 1.734), each fitted by minimising "
+            "the NLL on the selection split (1200 rows; each of 2 selection sets") in text
     assert "On the selection split, ECE (15 bins) 0.141 -> 0.032, NLL 0.930 -> 0.810" in text
     assert "a 3-epoch budget (the full model's own run stopped after 7 epochs; its best was epoch 3), scored on the " \
            "**selection** split" in text
@@ -345,9 +347,6 @@ def test_build_fits_on_selection_only_and_measures_each_test_set(tiny_lite, tmp_
     monkeypatch.setattr(train.lite, "latency", lambda out, data: {"threads": 1, "no_asr_ms": 1.0, "with_asr_ms": 2.0})
     monkeypatch.setattr(train.lite, "example_predictions", lambda out: [
         {"clip": "x_ANG.mp4", "true": "angry", "speech": "angry", "speech_text": "angry"}])
-    if "temperature" not in GiaMicConfig.__dataclass_fields__:
-        # until GiaMicConfig has the field, a checkpoint with it cannot load: measure up to storing it
-        monkeypatch.setattr("train.calibrate.store_temperature", lambda out, t: None)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "evaluation.json").write_text(json.dumps(
         {"evaluations": [{"data": "MELD dev", "modalities": "text", "ua": 0.5628}]}))  # the previous checkpoint
@@ -355,6 +354,9 @@ def test_build_fits_on_selection_only_and_measures_each_test_set(tiny_lite, tmp_
     assert read and all(Path(m).parent.name == "selection" for m in read)  # never a test row for the temperature
     measured = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert measured["format"] == 2 and measured["calibration"]["split"] == "selection"
+    stored = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert stored["temperatures"] == measured["temperatures"] == measured["calibration"]["temperatures"]
+    assert set(stored["temperatures"]) <= {"audio+text", "text"}  # one per selection modality set that could place it
     rows = measured["evaluations"]
     assert [(r["dataset"], r["modalities"], r["split"]) for r in rows] == [
         ("ravdess", "speech + text", "test: actors 17-20"), ("ravdess", "speech", "test: actors 17-20"),

@@ -107,17 +107,18 @@ def selection_sets(data_dir: Path) -> list[tuple[Path, str]]:
 
 def calibrate_and_measure(out: Path, data: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fits T on the selection split, measures every test set before (T = 1) and after storing it."""
-    from train.calibrate import calibration_summary, checkpoint_logits, fit_temperature, store_temperature
+    from train.calibrate import calibration_summary, checkpoint_logits, fit_temperatures, store_temperature
 
     sets = [checkpoint_logits(out, manifest, modalities) for manifest, modalities in selection_sets(data)]
-    temperature = fit_temperature(sets)
-    calibration = calibration_summary(sets, temperature)
-    print(f"temperature {temperature:.4f} fitted on the selection split (n={calibration['n']}): ECE "
-          f"{calibration['before']['ece']:.4f} -> {calibration['after']['ece']:.4f} (selection)")
+    temperature, temperatures = fit_temperatures(sets)
+    calibration = calibration_summary(sets, temperature, temperatures)
+    per_set = ", ".join(f"{k} {v:.4f}" for k, v in temperatures.items())
+    print(f"temperatures fitted on the selection split (n={calibration['n']}): {per_set}; other sets "
+          f"{temperature:.4f}; ECE {calibration['before']['ece']:.4f} -> {calibration['after']['ece']:.4f} (selection)")
     print("test sets, temperature 1:")
     before = measure(out, data)
-    store_temperature(out, temperature)
-    print(f"test sets, temperature {temperature:.4f}:")
+    store_temperature(out, temperature, temperatures)
+    print("test sets, calibrated:")
     after = measure(out, data)
     rows = [evaluation_row(c, m, result, split, uncalibrated=b[3]) for (c, m, split, result), b in zip(after, before)]
     return calibration, rows
@@ -232,7 +233,8 @@ def build(run: Path, out: Path, data: Path, ablations_dir: Path | None) -> dict[
     print(f"latency: {timing}")
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name not in ("README.md",
                                                                                               "evaluation.json")) / 1e6
-    return {"format": FORMAT, "temperature": calibration["temperature"], "calibration": calibration,
+    return {"format": FORMAT, "temperature": calibration["temperature"], "temperatures": calibration["temperatures"],
+            "calibration": calibration,
             "evaluations": rows, "targets": targets(rows), "checks": checks, "latency": timing, "size_mb": size_mb,
             "ablations": load_ablations(ablations_dir) if ablations_dir else None, "ablations_split": "selection",
             "examples": examples}
