@@ -1,7 +1,9 @@
 """int8 storage of large weight matrices: symmetric, one float scale per row.
 
-Only embedding-table-sized matrices are quantised (``QUANTIZE_MIN_ELEMENTS``): on the
-embedded default, quantising every matrix saved another 15 MB but cost 2.9 UA points.
+Only embedding tables are quantised (at least ``QUANTIZE_MIN_ELEMENTS`` and one row per token, at
+least ``QUANTIZE_MIN_ROWS``): a row is looked up, not multiplied, so its scale error stays with its
+token. On the embedded default, quantising every matrix saved another 15 MB but cost 2.9 UA
+points; a speech encoder's large projections (Whisper base's 2048 x 512) stay float.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import torch
 
 SCALE_SUFFIX = ".__int8_row_scale__"
-QUANTIZE_MIN_ELEMENTS = 1_000_000  # only embedding-table-sized matrices: smaller ones lose accuracy for little size
+QUANTIZE_MIN_ELEMENTS = 1_000_000
+QUANTIZE_MIN_ROWS = 10_000  # a vocabulary (MiniLM: 30,522 rows); no projection matrix has this many
 
 
 def quantize_state(state: dict[str, torch.Tensor], scale_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Replaces each float 2-D tensor of at least ``QUANTIZE_MIN_ELEMENTS`` by int8 plus a row scale.
+    """Replaces each float 2-D embedding table (``QUANTIZE_MIN_ELEMENTS``, ``QUANTIZE_MIN_ROWS``) by int8 plus a row scale.
 
     Args:
         state: CPU tensors by name.
@@ -25,7 +28,8 @@ def quantize_state(state: dict[str, torch.Tensor], scale_dtype: torch.dtype | No
     """
     out = {}
     for k, v in state.items():
-        if v.is_floating_point() and v.ndim == 2 and v.numel() >= QUANTIZE_MIN_ELEMENTS:
+        if (v.is_floating_point() and v.ndim == 2 and v.numel() >= QUANTIZE_MIN_ELEMENTS
+                and v.shape[0] >= QUANTIZE_MIN_ROWS):
             scale = v.float().abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (rows,)
             out[k] = torch.round(v.float() / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
             out[k + SCALE_SUFFIX] = scale.to(scale_dtype or torch.float32).contiguous()

@@ -162,6 +162,18 @@ def test_save_is_atomic_and_leaves_no_partial_files(tiny_model, tmp_path, monkey
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
+def test_int8_storage_is_for_embedding_tables_only():
+    """A vocabulary table is quantised; a speech encoder's 2048 x 512 projection (1.05 M) and small tensors are not."""
+    from gia_mic.quantize import SCALE_SUFFIX, dequantize, quantize_state
+
+    state = {"vocab": torch.randn(30_522, 40), "fc1": torch.randn(2048, 512), "fc2": torch.randn(512, 2048),
+             "bias": torch.randn(2048), "ids": torch.arange(20_000).reshape(10_000, 2)}
+    out = quantize_state(state)
+    assert out["vocab"].dtype == torch.int8 and (out["vocab" + SCALE_SUFFIX].shape == (30_522,))
+    assert all(out[k] is state[k] for k in ("fc1", "fc2", "bias", "ids"))
+    assert (dequantize(out)["vocab"] - state["vocab"]).abs().max() <= state["vocab"].abs().max() / 127
+
+
 def test_int8_storage_is_smaller_and_close(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "f32")
     tiny_model.save_pretrained(tmp_path / "q8", dtype=torch.float16, quantize="int8")
