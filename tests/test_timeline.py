@@ -203,9 +203,10 @@ def test_summary_weights_by_duration():
     from gia_mic.timeline import Segment
 
     labels = ["neutral", "happy"]
-    segs = [Segment(0, 1, "happy", {"neutral": 0.2, "happy": 0.8}), Segment(1, 4, "neutral", {"neutral": 0.6, "happy": 0.4})]
+    # not a tie (0.6/0.4 would give 0.5/0.5, decided by rounding): the long neutral segment outweighs the short one
+    segs = [Segment(0, 1, "happy", {"neutral": 0.2, "happy": 0.8}), Segment(1, 4, "neutral", {"neutral": 0.7, "happy": 0.3})]
     s = summarize(segs, labels)
-    assert s.scores == pytest.approx({"neutral": (0.2 + 3 * 0.6) / 4, "happy": (0.8 + 3 * 0.4) / 4})
+    assert s.scores == pytest.approx({"neutral": (0.2 + 3 * 0.7) / 4, "happy": (0.8 + 3 * 0.3) / 4})
     assert s.shares == pytest.approx({"neutral": 0.75, "happy": 0.25}) and s.label == "neutral"
     assert s.speech_seconds == 4 and summarize([], labels) is None
 
