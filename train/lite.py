@@ -50,7 +50,7 @@ from train.lite_report import (
 )
 from train.prepare import CREMAD_EMOTIONS, FOUR_CLASS
 
-SPEECH_ID, TEXT_ID = "openai/whisper-tiny.en", "sentence-transformers/all-MiniLM-L6-v2"
+SPEECH_ID, TEXT_ID = "openai/whisper-base", "sentence-transformers/all-MiniLM-L6-v2"
 CHECKS_MANIFEST = "checks/ravdess_neutral_text.csv"
 
 
@@ -185,6 +185,13 @@ CARD = {  # the card's values besides the measured ones; its prose is hub_card/t
 }
 
 
+def text_finetune_record(run: Path) -> dict[str, Any] | None:
+    """``finetune.json`` of the run's text encoder (``train.finetune_text``), or ``None`` if it was not fine-tuned."""
+    encoder = (yaml.safe_load((run / "train_config.yaml").read_text()).get("model") or {}).get("text_encoder")
+    record = Path(str(encoder)) / "finetune.json" if encoder else None
+    return json.loads(record.read_text()) if record is not None and record.is_file() else None
+
+
 def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measured: dict[str, Any]) -> str:
     """The lite card: ``hub_card``'s ``gia-mic-lite.md.j2`` over the run's files and ``evaluation.json``.
 
@@ -208,7 +215,8 @@ def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measu
                "best_epoch": fold.get("best_epoch"), "ablation_epochs": ablation_epochs,
                "examples": measured["examples"], "example_transcript": EXAMPLE_TRANSCRIPT,
                "calibration": measured["calibration"], "checks": measured["checks"], "targets": measured["targets"],
-               "modality_table": modality_table(measured["evaluations"])}
+               "modality_table": modality_table(measured["evaluations"]),
+               "text_finetune": measured.get("text_finetune")}
     datasets = [d for d in CARD["datasets"] if d != "nemo" or find(measured["evaluations"], "nemo", "audio")]
     extra = {**CARD, "datasets": datasets, "evaluations": measured["evaluations"], "ablations": measured["ablations"],
              "details": details}
@@ -237,7 +245,7 @@ def build(run: Path, out: Path, data: Path, ablations_dir: Path | None) -> dict[
             "calibration": calibration,
             "evaluations": rows, "targets": targets(rows), "checks": checks, "latency": timing, "size_mb": size_mb,
             "ablations": load_ablations(ablations_dir) if ablations_dir else None, "ablations_split": "selection",
-            "examples": examples}
+            "examples": examples, "text_finetune": text_finetune_record(run)}
 
 
 def main(argv: list[str] | None = None) -> int:

