@@ -20,7 +20,6 @@ from gia_mic.errors import ConfigError
 MODALITIES: tuple[str, ...] = ("video", "audio", "text")
 _ALIASES = {"speech": "audio", "visual": "video", "vision": "video", "v": "video", "s": "audio", "a": "audio", "t": "text"}
 PRESETS_DIR = Path(__file__).parent / "presets"
-
 MODEL_TYPE = "gia-mic"
 """``model_type`` in ``config.json``: what ``transformers.AutoConfig`` / ``AutoModel`` dispatch on."""
 ARCHITECTURES = ["GiaMicForEmotionRecognition"]
@@ -291,13 +290,13 @@ class GiaMicConfig:
         """The (id or path, revision) of one modality's encoder."""
         return getattr(self, f"{modality}_encoder"), getattr(self, f"{modality}_encoder_revision")
 
-    # ------------------------------------------------------------------ (de)serialisation
     def temperature_for(self, modalities: Any = None) -> float:
         """The calibration temperature of a row that used ``modalities`` (``None``: the global one)."""
         if modalities is None:
             return float(self.temperature)
         return float(self.temperatures.get(modality_set_key(modalities), self.temperature))
 
+    # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; exactly the contents of ``config.json``."""
         return dataclasses.asdict(self)
