@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from gia_mic.metrics import classification_report
+from gia_mic.modules import masked_mean
 from gia_mic.utils import atomic_write_text
 from train.prepare import LABELS, meld_rows
 
@@ -53,10 +54,10 @@ class _Classifier(nn.Module):
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.hidden_size, classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask[..., None].to(hidden.dtype)
-        return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+    def forward(self, texts: Sequence[str], tokenizer) -> torch.Tensor:
+        enc = tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        hidden = self.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        return self.head(masked_mean(hidden, enc["attention_mask"].bool()))
 
 
 def _batches(rows: Sequence[tuple[str, int]], size: int):
@@ -70,9 +71,7 @@ def selection_ua(model: _Classifier, tokenizer, rows: Sequence[tuple[str, int]],
     predictions: list[int] = []
     with torch.inference_mode():
         for batch in _batches(rows, batch_size):
-            enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=MAX_TOKENS,
-                            return_tensors="pt")
-            predictions += model(enc["input_ids"], enc["attention_mask"]).argmax(-1).tolist()
+            predictions += model([t for t, _ in batch], tokenizer).argmax(-1).tolist()
     model.train()
     return float(classification_report([y for _, y in rows], predictions, list(LABELS))["ua"])
 
@@ -113,9 +112,7 @@ def finetune(encoder_dir: Path, out: Path, train_rows: Sequence[tuple[str, int]]
     for epoch in range(1, epochs + 1):
         random.Random(seed * 1000 + epoch).shuffle(rows)
         for batch in _batches(rows, batch_size):
-            enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=MAX_TOKENS,
-                            return_tensors="pt")
-            logits = model(enc["input_ids"], enc["attention_mask"])
+            logits = model([t for t, _ in batch], tokenizer)
             loss = nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]), weight=weights)
             optimizer.zero_grad()
             loss.backward()
