@@ -78,8 +78,11 @@ def test_card_reports_the_measured_numbers():
         assert phrase in text
     for row in EVALUATION["evaluations"]:
         assert f"{100 * row['ua']:.2f}" in text  # every measured UA is in the card
-    if EVALUATION.get("ablations"):
-        assert "## Ablations" in text
+    if EVALUATION.get("ablations"):  # each variant's test figures, in its own table (no selection figures)
+        assert "### Ablations (UA %, test split)" in text and "## Ablations" not in text.replace("### Ablations", "")
+        for entry in EVALUATION["ablations"].values():
+            assert all(r["split"].startswith("test: ") for r in entry["test"])
+            assert f"| {entry['title']} |" in text and f"{100 * entry['mean_ua']:.2f}" in text
     else:  # the card says they were not run rather than showing an empty or stale table
         assert "## Ablations" not in text and "**Ablations**: not rerun" in text
 
@@ -90,7 +93,7 @@ def test_every_figure_names_its_split_and_model_index_holds_test_sets_only():
 
     rows = EVALUATION["evaluations"]
     assert rows and all(r["split"].startswith("test: ") for r in rows)
-    assert EVALUATION["calibration"]["split"] == "selection" and EVALUATION["ablations_split"] == "selection"
+    assert EVALUATION["calibration"]["split"] == "selection" and EVALUATION["ablations_split"] == "test"
     assert EVALUATION["targets"] == targets(rows)  # met / missed as the stored figures say
     config = json.loads((LITE / "config.json").read_text())
     assert config["temperature"] == pytest.approx(EVALUATION["temperature"])

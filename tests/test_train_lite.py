@@ -114,11 +114,40 @@ def measured_values():
                    "after": {"ece": 0.032, "nll": 0.81}, "by_set": {"ravdess (audio,text)": {}, "meld (text)": {}}}
     return {"format": FORMAT, "temperature": 1.734, "calibration": calibration, "evaluations": rows,
             "targets": targets(rows), "checks": checks, "latency": {"threads": 2, "no_asr_ms": 66.4, "with_asr_ms": 512.6},
-            "size_mb": 46.17, "ablations": {"full": {"mean": {"wa": 0.64, "ua": 0.6, "macro_f1": 0.59},
-                                                     "by_corpus_ua": {"meld": 0.56}}},
-            "ablations_split": "selection", "examples": examples,
+            "size_mb": 46.17, "ablations": fake_ablations(), "ablations_split": "test", "examples": examples,
             "text_finetune": {"epochs": [{"epoch": 1, "selection_ua": 0.6021}, {"epoch": 2, "selection_ua": 0.5987}],
                               "best_epoch": 1}}
+
+
+def fake_ablations():
+    """Two variants scored on two test sets (``train.lite_report.ablation_record``), as ``evaluation.json`` holds them."""
+    from train.lite_report import ablation_record, evaluation_row, split_name
+
+    def rows(ravdess_ua, meld_ua):
+        return [evaluation_row("ravdess", "audio,text", fake_result(ravdess_ua, 0.1, 0.9), split_name("ravdess")),
+                evaluation_row("meld", "text", fake_result(meld_ua, 0.1, 0.9, n=897), split_name("meld"))]
+
+    return {"full": ablation_record("GIA-MIC (full)", None, rows(0.75, 0.55), 3),
+            "no_mic": ablation_record("without MIC (gamma = 0)", -0.7, rows(0.7, 0.52), 3)}
+
+
+def test_ablation_table_compares_variants_on_the_same_test_sets_only():
+    from train.lite_report import ablation_record, ablation_table
+
+    ablations = fake_ablations()
+    table = ablation_table(ablations)
+    assert [(c["data"], c["modalities"], c["split"]) for c in table["columns"]] == [
+        ("RAVDESS actors 17-20 (test)", "speech + text", "test: actors 17-20"), ("MELD dev (test)", "text", "test: dev")]
+    full, no_mic = table["rows"]
+    assert full["ua"] == [0.75, 0.55] and full["mean_ua"] == pytest.approx(0.65) and full["delta"] is None
+    assert no_mic["ua"] == [0.7, 0.52] and no_mic["delta"] == pytest.approx(-4.0) and no_mic["paper_delta_wa"] == -0.7
+    ablations["no_mic"] = ablation_record("without MIC (gamma = 0)", -0.7, ablations["no_mic"]["test"][:1])
+    partial = ablation_table(ablations)["rows"][1]  # measured on fewer sets: no change against the full row
+    assert partial["ua"] == [0.7, None] and partial["delta"] is None
+    assert table["max_epochs"] == 3 and ablation_table(ablations)["max_epochs"] is None  # budgets now differ
+    assert ablation_table(None) is None and ablation_table({}) is None
+    with pytest.raises(ValueError, match="no test set"):
+        ablation_record("without MSR", -1.1, [])
 
 
 def test_evaluation_rows_name_their_split_and_refuse_a_temperature_that_changes_labels():
@@ -174,8 +203,6 @@ def lite_run(tmp_path):
     (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump({"model": config, "optim": {"lr": 5e-4}}))
     results = {"folds": [{"fold": "0", "wa": 0.64, "ua": 0.6, "macro_f1": 0.59, "epochs": 7, "best_epoch": 3}]}
     (tmp_path / "run" / "results.json").write_text(json.dumps(results))
-    (tmp_path / "abl" / "full").mkdir(parents=True)
-    (tmp_path / "abl" / "full" / "train_config.yaml").write_text(yaml.safe_dump({"optim": {"max_epochs": 3}}))
     return config, tmp_path
 
 
@@ -184,7 +211,7 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
     from train.lite import EXAMPLE_TRANSCRIPT, render_card
 
     config, root = lite_run
-    text = render_card(config, root / "run", root / "abl", measured_values())
+    text = render_card(config, root / "run", measured_values())
     meta = check_card(text).data.to_dict()
     assert meta["license_name"] == "cc-by-nc-sa-4.0-and-gpl-3.0-derived" and meta["datasets"] == ["declare-lab/MELD"]
     assert meta["license_link"] == "README.md#licences"  # the card's section naming the corpora's terms
@@ -198,8 +225,13 @@ def test_lite_card_renders_the_measured_values_into_its_prose(lite_run):
     assert ("one T per modality set (speech + text 1.900, text 1.100, any other set 1.734), each fitted by minimising "
             "the NLL on the selection split (1200 rows; each of 2 selection sets") in text
     assert "On the selection split, ECE (15 bins) 0.141 -> 0.032, NLL 0.930 -> 0.810" in text
-    assert "a 3-epoch budget (the full model's own run stopped after 7 epochs; its best was epoch 3), scored on the " \
-           "**selection** split" in text
+    assert "a 3-epoch budget (the full model's own run stopped after 7 epochs; its best was epoch 3), its epoch " \
+           "chosen on the selection split like the full model's, and scored on the **test** split" in text
+    table = text.split("### Ablations (UA %, test split)\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == ("| variant | UA RAVDESS actors 17-20 (test), speech + text | UA MELD dev (test), text | mean UA "
+                        "| change (points) | paper's change (WA) |")
+    assert table[2:] == ["| GIA-MIC (full) | 75.00 | 55.00 | 65.00 | – | – |",
+                         "| without MIC (gamma = 0) | 70.00 | 52.00 | 61.00 | -4.0 | -0.7 |"]
     assert "66 ms with a given transcript, 513 ms with Whisper tiny.en ASR." in text
     assert (f'transcript "{EXAMPLE_TRANSCRIPT}"): of the 2 in the 4 classes, speech alone gets 2 right and '
             "speech + transcript 1.") in text
@@ -214,7 +246,7 @@ def test_lite_card_tables_name_the_split_of_every_figure(lite_run):
     from train.lite import render_card
 
     config, root = lite_run
-    text = render_card(config, root / "run", root / "abl", measured_values())
+    text = render_card(config, root / "run", measured_values())
     assert "| RAVDESS UA | RAVDESS actors 17-20 (test) | speech + text | test: actors 17-20 | 0.812 | ≥ 0.80 | **met** |" in text
     assert "| MELD UA | MELD dev (test) | text | test: dev | 0.571 | ≥ 0.58 | **missed** |" in text
     assert "| ECE MELD dev (test), text | MELD dev (test) | text | test: dev | 0.090 | ≤ 0.08 | **missed** |" in text
@@ -237,7 +269,7 @@ def test_lite_card_without_ablation_run_or_examples(lite_run):
     from train.lite import render_card
 
     config, root = lite_run
-    text = render_card(config, root / "run", None, {**measured_values(), "ablations": None, "examples": []})
+    text = render_card(config, root / "run", {**measured_values(), "ablations": None, "examples": []})
     assert "**Ablations**: not rerun" in text and "**Out of domain**" not in text and "## Ablations" not in text
 
 
@@ -265,20 +297,33 @@ def test_card_only_rerenders_from_evaluation_json(lite_run):
     assert json.loads((root / "out" / "evaluation.json").read_text()) == measured_values()
 
 
-def test_lite_card_reads_finished_ablation_variants(tmp_path):
-    """While train.ablate still runs, the card shows the variants that have finished (same entries)."""
-    from train.ablate import ablation_entry
-    from train.lite import load_ablations
+def test_ablations_are_scored_on_the_test_sets_once_finished(tmp_path, monkeypatch):
+    """Each finished variant's best checkpoint goes through the test sets; unfinished ones are left out."""
+    import train.lite
+    from train.lite_report import ABLATION_TEST_SETS
 
-    summary = {"mean": {"wa": 0.6, "ua": 0.5, "macro_f1": 0.4}, "std": {"wa": 0, "ua": 0, "macro_f1": 0},
-               "folds": [{"by_corpus": {"meld": {"ua": 0.55}, "ravdess": {"ua": 0.7}}}]}
-    assert load_ablations(tmp_path) is None
-    (tmp_path / "no_mic").mkdir()
-    (tmp_path / "no_mic" / "results.json").write_text(json.dumps(summary))
-    assert load_ablations(tmp_path) == {"no_mic": ablation_entry("no_mic", summary)}
-    assert load_ablations(tmp_path)["no_mic"]["by_corpus_ua"] == {"meld": 0.55, "ravdess": 0.7}
-    (tmp_path / "ablations.json").write_text('{"full": {"mean": {}}}')
-    assert load_ablations(tmp_path) == {"full": {"mean": {}}}
+    calls = []
+
+    def fake_measure(model_dir, data_dir, sets):
+        calls.append((model_dir, data_dir, sets))
+        return [("ravdess", "audio,text", "test: actors 17-20", fake_result(0.7 if "no_mic" in str(model_dir) else 0.75,
+                                                                            0.1, 0.9))]
+
+    monkeypatch.setattr(train.lite, "measure", fake_measure)
+    assert train.lite.measure_ablations(tmp_path, tmp_path / "data") is None
+    for name, finished in (("full", True), ("no_mic", True), ("no_msr", False)):
+        (tmp_path / name / "best").mkdir(parents=True)
+        (tmp_path / name / "best" / "config.json").write_text("{}")
+        if finished:
+            (tmp_path / name / "results.json").write_text("{}")
+            (tmp_path / name / "train_config.yaml").write_text(yaml.safe_dump({"optim": {"max_epochs": 3}}))
+    found = train.lite.measure_ablations(tmp_path, tmp_path / "data")
+    assert list(found) == ["full", "no_mic"]  # no_msr has no results.json yet
+    assert [c[0] for c in calls] == [tmp_path / "full" / "best", tmp_path / "no_mic" / "best"]
+    assert all(c[1] == tmp_path / "data" and c[2] == ABLATION_TEST_SETS for c in calls)
+    assert found["no_mic"]["mean_ua"] == 0.7 and found["no_mic"]["test"][0]["split"] == "test: actors 17-20"
+    assert found["full"]["title"] == "GIA-MIC (full)" and found["no_mic"]["paper_delta_wa"] == -0.7
+    assert found["full"]["max_epochs"] == 3
 
 
 def test_cremad_codes_map_to_the_labels_the_committed_card_used():

@@ -13,7 +13,8 @@ then measures the *exported* checkpoint with ``gia-mic evaluate`` on each test s
 (``data/lite/test/<corpus>.csv``: RAVDESS actors 17-20 with speech + transcript, speech, transcript;
 MELD dev transcripts; the nEMO test speakers with speech, speech + transcript) before and after
 the temperature, runs the conflict checks (``train.lite_report``), times a 3-s clip end to end,
-writes ``evaluation.json`` (every figure with its split) and renders the card with ``hub_card``.
+scores each finished ablation variant's best checkpoint on the test sets (``--ablations``), writes
+``evaluation.json`` (every figure with its split) and renders the card with ``hub_card``.
 ``--card-only`` re-renders the card from ``evaluation.json``. ``make lite DATA=../shared/data`` runs all of it.
 """
 
@@ -36,9 +37,12 @@ import yaml
 from gia_mic import GiaMicForEmotionRecognition
 from gia_mic.utils import atomic_write_text
 from train.lite_report import (
+    ABLATION_TEST_SETS,
     FORMAT,
     SELECTION_SETS,
     TEST_SETS,
+    ablation_record,
+    ablation_table,
     check_format,
     conflict_checks,
     evaluation_row,
@@ -81,10 +85,11 @@ def _speakers(manifest: Path) -> list[str]:
         return sorted({r.get("speaker") or "" for r in csv.DictReader(handle)} - {""})
 
 
-def measure(model_dir: Path, data_dir: Path) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """``(corpus, modalities, split, result)`` of every test set in ``data_dir/test`` (``TEST_SETS``)."""
+def measure(model_dir: Path, data_dir: Path,
+            sets: tuple[tuple[str, str], ...] = TEST_SETS) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """``(corpus, modalities, split, result)`` of each of ``sets`` found in ``data_dir/test``."""
     out = []
-    for corpus, modalities in TEST_SETS:
+    for corpus, modalities in sets:
         manifest = data_dir / "test" / f"{corpus}.csv"
         if not manifest.is_file():
             print(f"  (no {manifest}: {corpus} not measured)")
@@ -163,14 +168,27 @@ def example_predictions(model_dir: Path, examples: Path = EXAMPLES) -> list[dict
     return rows
 
 
-def load_ablations(directory: Path) -> dict[str, Any] | None:
-    """``ablations.json``, or (while ``train.ablate`` still runs) the variants that have finished."""
-    if (directory / "ablations.json").is_file():
-        return json.loads((directory / "ablations.json").read_text())
-    from train.ablate import VARIANTS, ablation_entry
+def measure_ablations(directory: Path, data: Path) -> dict[str, Any] | None:
+    """Each finished ``train.ablate`` variant's best checkpoint scored on the test sets (``ABLATION_TEST_SETS``).
 
-    found = {name: ablation_entry(name, json.loads((directory / name / "results.json").read_text()))
-             for name in VARIANTS if (directory / name / "results.json").is_file()}
+    Each variant chose its epoch on the selection split, as the full model did, so only test figures
+    compare them honestly. No temperature: it changes no label, and UA is all the table shows.
+    Variants still running (no ``results.json`` yet) are left out.
+    """
+    from train.ablate import VARIANTS
+
+    found = {}
+    for name, (title, _, paper_delta_wa) in VARIANTS.items():
+        run = directory / name
+        if not (run / "results.json").is_file() or not (run / "best" / "config.json").is_file():
+            print(f"  (ablation {name}: not finished in {run}; left out)")
+            continue
+        print(f"ablation {name} ({title}):")
+        rows = [evaluation_row(c, m, result, split) for c, m, split, result in measure(run / "best", data,
+                                                                                        ABLATION_TEST_SETS)]
+        config = run / "train_config.yaml"
+        budget = yaml.safe_load(config.read_text())["optim"]["max_epochs"] if config.is_file() else None
+        found[name] = ablation_record(title, paper_delta_wa, rows, budget)
     return found or None
 
 
@@ -192,13 +210,12 @@ def text_finetune_record(run: Path) -> dict[str, Any] | None:
     return json.loads(record.read_text()) if record is not None and record.is_file() else None
 
 
-def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measured: dict[str, Any]) -> str:
+def render_card(model_config: dict, run: Path, measured: dict[str, Any]) -> str:
     """The lite card: ``hub_card``'s ``gia-mic-lite.md.j2`` over the run's files and ``evaluation.json``.
 
     Args:
         model_config: The exported checkpoint's ``config.json``.
         run: The training run (``train_config.yaml``, ``results.json``).
-        ablations_dir: ``python -m train.ablate``'s output dir, if any.
         measured: ``evaluation.json`` (format 2: ``evaluations`` (test rows), ``calibration``,
             ``checks``, ``targets``, ``latency``, ``size_mb``, ``ablations``, ``examples``).
     """
@@ -206,20 +223,16 @@ def render_card(model_config: dict, run: Path, ablations_dir: Path | None, measu
 
     train_config = yaml.safe_load((run / "train_config.yaml").read_text())
     results = json.loads((run / "results.json").read_text())
-    ablation_epochs = None
-    if ablations_dir is not None:
-        ablation_cfg = yaml.safe_load((ablations_dir / "full" / "train_config.yaml").read_text())
-        ablation_epochs = ablation_cfg["optim"]["max_epochs"]
     fold = results["folds"][0]
     details = {"size_mb": measured["size_mb"], "latency": measured["latency"], "epochs": fold.get("epochs"),
-               "best_epoch": fold.get("best_epoch"), "ablation_epochs": ablation_epochs,
+               "best_epoch": fold.get("best_epoch"),
                "examples": measured["examples"], "example_transcript": EXAMPLE_TRANSCRIPT,
                "calibration": measured["calibration"], "checks": measured["checks"], "targets": measured["targets"],
                "modality_table": modality_table(measured["evaluations"]),
-               "text_finetune": measured.get("text_finetune")}
+               "text_finetune": measured.get("text_finetune"),
+               "ablations": ablation_table(measured.get("ablations"))}
     datasets = [d for d in CARD["datasets"] if d != "nemo" or find(measured["evaluations"], "nemo", "audio")]
-    extra = {**CARD, "datasets": datasets, "evaluations": measured["evaluations"], "ablations": measured["ablations"],
-             "details": details}
+    extra = {**CARD, "datasets": datasets, "evaluations": measured["evaluations"], "details": details}
     return render_model_card(model_config, train_config, results, repo_id="gia-mic/gia-mic-lite", extra=extra,
                              template="gia-mic-lite.md.j2")
 
@@ -244,7 +257,7 @@ def build(run: Path, out: Path, data: Path, ablations_dir: Path | None) -> dict[
     return {"format": FORMAT, "temperature": calibration["temperature"], "temperatures": calibration["temperatures"],
             "calibration": calibration,
             "evaluations": rows, "targets": targets(rows), "checks": checks, "latency": timing, "size_mb": size_mb,
-            "ablations": load_ablations(ablations_dir) if ablations_dir else None, "ablations_split": "selection",
+            "ablations": measure_ablations(ablations_dir, data) if ablations_dir else None, "ablations_split": "test",
             "examples": examples, "text_finetune": text_finetune_record(run)}
 
 
@@ -257,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="checkpoints/gia-mic-lite")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the exported weights and their evaluation.json; only re-render the card "
-                             "(e.g. once the ablations have finished)")
+                             "(with --ablations: once the ablations have finished, score them on the test sets too)")
     args = parser.parse_args(argv)
     run, out, data = Path(args.run), Path(args.out), Path(args.data)
     ablations_dir = Path(args.ablations) if args.ablations else None
@@ -268,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        if ablations_dir is not None:
-            measured["ablations"] = load_ablations(ablations_dir)
+        if ablations_dir is not None:  # e.g. once the ablations have finished: score them on the test sets
+            measured["ablations"], measured["ablations_split"] = measure_ablations(ablations_dir, data), "test"
     else:
         measured = build(run, out, data, ablations_dir)
     model_config = json.loads((out / "config.json").read_text())
     atomic_write_text(out / "evaluation.json", json.dumps(measured, indent=2) + "\n")
-    atomic_write_text(out / "README.md", render_card(model_config, run, ablations_dir, measured))
+    atomic_write_text(out / "README.md", render_card(model_config, run, measured))
     print(f"wrote {out}/README.md and evaluation.json")
     return 0
 

@@ -42,6 +42,9 @@ SELECTION_SETS = (  # (corpus, modalities) the temperature is fitted on, each we
     ("ravdess", "audio,text"), ("ravdess", "audio"), ("meld", "text"), ("nemo", "audio"), ("nemo", "audio,text"),
 )  # RAVDESS text alone is left out: its two fixed sentences carry no emotion, so they would only flatten T
 
+ABLATION_TEST_SETS = (("ravdess", "audio,text"), ("nemo", "audio,text"), ("meld", "text"))
+"""(corpus, modalities) each ablation variant is scored on: every test corpus once, with all it has."""
+
 TARGETS = {"ravdess_ua": 0.80, "ravdess_sad_recall": 0.65, "meld_ua": 0.58, "ece": 0.08}
 CHECK_LIMITS = {"examples_same": 3, "neutral_text_drop": 0.03, "meld_text_drop": 0.02}
 
@@ -173,3 +176,45 @@ def check_format(stored: dict[str, Any], path: Path) -> None:
     if stored.get("format") != FORMAT:
         raise ValueError(f"{path} is format {stored.get('format', 1)}, which does not name the split of its figures; "
                          "re-run `python -m train.lite` without --card-only to measure the checkpoint again")
+
+
+def ablation_record(title: str, paper_delta_wa: float | None, rows: Sequence[dict[str, Any]],
+                    max_epochs: int | None = None) -> dict[str, Any]:
+    """One variant's ``evaluation.json`` entry from its test rows (``evaluation_row``) and its epoch budget."""
+    if not rows:
+        raise ValueError(f"ablation {title!r}: no test set was measured")
+    keep = ("data", "dataset", "split", "modalities", "n", "wa", "ua", "macro_f1")
+    return {"title": title, "paper_delta_wa": paper_delta_wa, "max_epochs": max_epochs,
+            "test": [{k: r[k] for k in keep} for r in rows], "mean_ua": sum(r["ua"] for r in rows) / len(rows)}
+
+
+def ablation_table(ablations: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The card's ablation table: a UA column per test set, their mean, and the change against the full model.
+
+    Returns ``{"columns": [{"data", "modalities", "split"}], "rows": [{"title", "ua": [...], "mean_ua",
+    "delta", "paper_delta_wa"}], "max_epochs"}``: ``delta`` (points of mean UA) is ``None`` for the full
+    model, or when a variant was not measured on the same test sets; ``max_epochs`` is the variants'
+    epoch budget (``None`` if they differ). ``None`` when there is nothing to show.
+    """
+    if not ablations:
+        return None
+    columns: dict[tuple[str, str], dict[str, str]] = {}
+    for entry in ablations.values():
+        for r in entry["test"]:
+            columns.setdefault((r["dataset"], r["modalities"]),
+                               {"data": r["data"], "modalities": r["modalities"], "split": r["split"]})
+    keys = list(columns)
+
+    def sets(entry: dict[str, Any]) -> list[tuple[str, str]]:
+        return sorted((r["dataset"], r["modalities"]) for r in entry["test"])
+
+    full = ablations.get("full")
+    rows = []
+    for name, entry in ablations.items():
+        by_key = {(r["dataset"], r["modalities"]): r["ua"] for r in entry["test"]}
+        comparable = full is not None and name != "full" and sets(entry) == sets(full)
+        rows.append({"title": entry["title"], "ua": [by_key.get(k) for k in keys], "mean_ua": entry["mean_ua"],
+                     "delta": 100 * (entry["mean_ua"] - full["mean_ua"]) if comparable else None,
+                     "paper_delta_wa": entry.get("paper_delta_wa")})
+    budgets = {entry.get("max_epochs") for entry in ablations.values()}
+    return {"columns": list(columns.values()), "rows": rows, "max_epochs": budgets.pop() if len(budgets) == 1 else None}
